@@ -1,0 +1,69 @@
+"""The one exception tree of bookmeta.
+
+Foreign errors (httpx, JSON, runtime) are translated at the edge with ``raise ... from exc``.
+
+::
+
+    BookmetaError
+    ├── InvalidISBN (ValueError)      input is not a valid ISBN-10/13
+    ├── InvalidInput (ValueError)     a parameter is malformed or out of range (``param``)
+    ├── UpstreamError                 a provider failed (``provider``, ``status``)
+    │   └── RateLimited               the provider said 429 (``retry_after_s``)
+    └── CircuitOpen                   the breaker for a dependency fails fast (``retry_after_s``)
+"""
+
+from __future__ import annotations
+
+# N818 (Error suffix) is waived below: these names are the public vocabulary of the API.
+
+
+class BookmetaError(Exception):
+    """Base of every error raised by bookmeta."""
+
+
+class InvalidISBN(BookmetaError, ValueError):  # noqa: N818
+    """The input is not a valid ISBN-10 or ISBN-13."""
+
+
+class InvalidInput(BookmetaError, ValueError):  # noqa: N818
+    """A parameter is malformed or out of range; ``param`` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+class UpstreamError(BookmetaError):
+    """A provider call failed; ``status`` is None when no HTTP response arrived."""
+
+    def __init__(self, provider: str, status: int | None, message: str) -> None:
+        super().__init__(
+            f"{provider}: {message}" if status is None else f"{provider} {status}: {message}"
+        )
+        self.provider = provider
+        self.status = status
+        self.message = message
+
+
+class RateLimited(UpstreamError):  # noqa: N818
+    """The provider refused with 429; ``retry_after_s`` is its Retry-After, if any."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str = "rate limited",
+        *,
+        retry_after_s: float | None = None,
+        status: int | None = 429,
+    ) -> None:
+        super().__init__(provider, status, message)
+        self.retry_after_s = retry_after_s
+
+
+class CircuitOpen(BookmetaError):  # noqa: N818
+    """The circuit breaker ``name`` is open; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, name: str, retry_after_s: float) -> None:
+        super().__init__(f"circuit {name!r} is open; retry after {retry_after_s:.1f}s")
+        self.name = name
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,56 @@
+"""Collapse concurrent identical calls into one in-flight call (Go's singleflight)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class SingleFlight(Generic[K, V]):
+    """Share one in-flight call per key among concurrent callers; not a cache.
+
+    The first caller for a key starts ``fn()`` in its own task; callers arriving while it
+    runs await the same task and get the same result or the same exception. The key is
+    freed as soon as the call completes, so the next caller starts a fresh call.
+
+    A caller cancelled while waiting leaves the shared call running for the others (it
+    is shielded); the call still completes and frees its key.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[K, asyncio.Task[V]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Number of keys with a call in flight."""
+        return len(self._calls)
+
+    async def do(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
+        """Return ``fn()``'s result, sharing one call with concurrent callers of ``key``.
+
+        Raises:
+            BaseException: whatever the shared call raised, to every caller sharing it.
+        """
+        task = self._calls.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._run(key, fn))
+            task.add_done_callback(_mark_retrieved)
+            self._calls[key] = task
+        return await asyncio.shield(task)
+
+    async def _run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
+        try:
+            return await fn()
+        finally:
+            # Runs inside the task, before any waiter resumes: a waiter never sees a stale key.
+            del self._calls[key]
+
+
+def _mark_retrieved(task: asyncio.Task[object]) -> None:
+    # If every waiter was cancelled, nobody reads the error; silence "never retrieved".
+    if not task.cancelled():
+        task.exception()
