@@ -1,0 +1,287 @@
+"""Two-tier cache: KV (hot) over R2 (cold), with stale-while-revalidate and negative entries.
+
+Lifetime of an entry written at ``t``::
+
+    t ........ t+hot_ttl ................ t+cold_ttl ........
+    fresh (KV, or R2 promoted to KV) | stale (served, refreshed) | expired (fallback only)
+
+KV expires entries itself (``expirationTtl``); R2 has no TTL, so its expiry lives in
+custom metadata and is checked on read. Negative entries ("not found") live in KV only,
+for ``negative_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._clock import Clock, wall_clock
+from ._singleflight import SingleFlight
+from ._stores import KV_MIN_TTL_S, KV_VALUE_MAX_BYTES, BlobStore, KVStore
+
+log = logging.getLogger("bookmeta.cache")
+
+Source = Literal["kv", "r2", "stale", "miss"]
+Schedule = Callable[[Coroutine[Any, Any, None]], None]
+
+_ENVELOPE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached value as read back; ``value`` is None for a negative entry."""
+
+    value: Any
+    tier: Literal["kv", "r2"]
+    stored_at: float
+    fresh_until: float
+    expires_at: float
+    negative: bool = False
+
+    def is_fresh(self, now: float) -> bool:
+        """Still inside its hot TTL."""
+        return now < self.fresh_until
+
+    def is_expired(self, now: float) -> bool:
+        """Past its cold TTL: only good as a last-resort fallback."""
+        return now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The outcome of `TwoTierCache.get_or_load`: the value and which tier answered."""
+
+    value: Any
+    source: Source
+    negative: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """Where a key is cached and until when (for verification)."""
+
+    key: str
+    tier: Literal["kv", "r2"] | None
+    fresh_until: float | None
+    expires_at: float | None
+
+
+Loader = Callable[[], Awaitable[Any]]
+
+
+class TwoTierCache:
+    """KV hot tier over R2 cold tier; either tier may be absent.
+
+    ``loader`` functions return the value to cache, or None for "not found" (cached as a
+    negative entry); exceptions propagate after falling back to any expired entry.
+    """
+
+    def __init__(
+        self,
+        hot: KVStore | None,
+        cold: BlobStore | None,
+        *,
+        hot_ttl_s: int = 3600,
+        cold_ttl_s: int = 604_800,
+        negative_ttl_s: int = 300,
+        clock: Clock = wall_clock,
+        single_flight: SingleFlight[str, Any] | None = None,
+        cold_prefix: str = "cache/",
+    ) -> None:
+        if hot_ttl_s < KV_MIN_TTL_S or negative_ttl_s < KV_MIN_TTL_S:
+            raise ValueError(f"KV TTLs must be at least {KV_MIN_TTL_S}s")
+        if cold_ttl_s < hot_ttl_s:
+            raise ValueError("cold_ttl_s must be at least hot_ttl_s")
+        self.hot = hot
+        self.cold = cold
+        self.hot_ttl_s = hot_ttl_s
+        self.cold_ttl_s = cold_ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.clock = clock
+        self.single_flight: SingleFlight[str, Any] = single_flight or SingleFlight()
+        self.cold_prefix = cold_prefix
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The entry for ``key`` from the first tier that has it (expired entries included)."""
+        entry = await self._get_hot(key)
+        if entry is not None:
+            return entry
+        return await self._get_cold(key)
+
+    async def _get_hot(self, key: str) -> CacheEntry | None:
+        if self.hot is None:
+            return None
+        raw = await self.hot.get(key)
+        if raw is None:
+            return None
+        try:
+            env = json.loads(raw)
+            return CacheEntry(
+                value=env.get("v"),
+                tier="kv",
+                stored_at=float(env["s"]),
+                fresh_until=float(env["f"]),
+                expires_at=float(env["x"]),
+                negative=bool(env.get("n", False)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning(json.dumps({"event": "cache.corrupt", "tier": "kv", "key": key}))
+            return None
+
+    async def _get_cold(self, key: str) -> CacheEntry | None:
+        if self.cold is None:
+            return None
+        blob = await self.cold.get(self.cold_prefix + key)
+        if blob is None:
+            return None
+        try:
+            meta = blob.custom_metadata
+            return CacheEntry(
+                value=json.loads(blob.body),
+                tier="r2",
+                stored_at=float(meta["stored_at"]),
+                fresh_until=float(meta["fresh_until"]),
+                expires_at=float(meta["expires_at"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning(json.dumps({"event": "cache.corrupt", "tier": "r2", "key": key}))
+            return None
+
+    async def status(self, keys: Sequence[str]) -> list[KeyStatus]:
+        """Which tier holds each key and until when, reading metadata only where possible."""
+        return list(await asyncio.gather(*(self._status(k) for k in keys)))
+
+    async def _status(self, key: str) -> KeyStatus:
+        now = self.clock()
+        if self.hot is not None:
+            got = await self.hot.get_with_metadata(key)
+            meta = got.metadata or {}
+            if got.value is not None and "f" in meta and not meta.get("n"):
+                return KeyStatus(key, "kv", float(meta["f"]), float(meta["x"]))
+        if self.cold is not None:
+            head = await self.cold.head(self.cold_prefix + key)
+            if head is not None and "expires_at" in head:
+                expires = float(head["expires_at"])
+                if expires > now:
+                    return KeyStatus(key, "r2", float(head["fresh_until"]), expires)
+        return KeyStatus(key, None, None, None)
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def set(self, key: str, value: Any) -> None:
+        """Store ``value`` in both tiers (R2 only when it is too big for KV)."""
+        now = self.clock()
+        fresh_until = now + self.hot_ttl_s
+        expires_at = now + self.cold_ttl_s
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        writes: list[Awaitable[None]] = []
+        if self.hot is not None:
+            writes.append(self._put_hot(key, value, now, fresh_until, expires_at, self.hot_ttl_s))
+        if self.cold is not None:
+            writes.append(
+                self.cold.put(
+                    self.cold_prefix + key,
+                    body,
+                    content_type="application/json",
+                    custom_metadata={
+                        "stored_at": f"{now:.3f}",
+                        "fresh_until": f"{fresh_until:.3f}",
+                        "expires_at": f"{expires_at:.3f}",
+                        "v": str(_ENVELOPE_VERSION),
+                    },
+                )
+            )
+        await asyncio.gather(*writes)
+
+    async def set_negative(self, key: str) -> None:
+        """Remember briefly that ``key`` has no result (KV only)."""
+        if self.hot is None:
+            return
+        now = self.clock()
+        until = now + self.negative_ttl_s
+        await self._put_hot(key, None, now, until, until, self.negative_ttl_s, negative=True)
+
+    async def _put_hot(
+        self,
+        key: str,
+        value: Any,
+        now: float,
+        fresh_until: float,
+        expires_at: float,
+        ttl_s: int,
+        *,
+        negative: bool = False,
+    ) -> None:
+        assert self.hot is not None
+        env: dict[str, Any] = {"v": value, "s": now, "f": fresh_until, "x": expires_at}
+        meta: dict[str, Any] = {"s": round(now, 3), "f": round(fresh_until, 3)}
+        meta["x"] = round(expires_at, 3)
+        if negative:
+            env["n"] = meta["n"] = 1
+        text = json.dumps(env, ensure_ascii=False, separators=(",", ":"))
+        if len(text.encode("utf-8")) > KV_VALUE_MAX_BYTES:
+            return  # too big for KV: the R2 copy serves it
+        await self.hot.put(
+            key,
+            text,
+            ttl_s=max(KV_MIN_TTL_S, ttl_s),
+            metadata=meta,
+        )
+
+    async def _promote(self, key: str, entry: CacheEntry) -> None:
+        if self.hot is None:
+            return
+        remaining = math.ceil(entry.fresh_until - self.clock())
+        await self._put_hot(
+            key, entry.value, entry.stored_at, entry.fresh_until, entry.expires_at, remaining
+        )
+
+    # -- read-through --------------------------------------------------------------------
+
+    async def get_or_load(self, key: str, loader: Loader, *, schedule: Schedule) -> Lookup:
+        """Serve from cache, or load once (single-flight), store, and serve.
+
+        Stale entries are served at once and refreshed through ``schedule`` (``waitUntil``).
+        When ``loader`` raises, an entry of any age is served as stale; without one the
+        error propagates.
+        """
+        entry = await self.get(key)
+        now = self.clock()
+        if entry is not None and entry.is_fresh(now):
+            if entry.tier == "r2":
+                schedule(self._promote(key, entry))
+            return Lookup(entry.value, entry.tier, entry.negative)
+        if entry is not None and not entry.negative and not entry.is_expired(now):
+            schedule(self._refresh(key, loader))
+            return Lookup(entry.value, "stale")
+        try:
+            value = await self.single_flight.do(key, lambda: self._load_and_store(key, loader))
+        except Exception:
+            if entry is not None and not entry.negative:
+                log.warning(json.dumps({"event": "cache.serve_expired", "key": key}))
+                return Lookup(entry.value, "stale")
+            raise
+        return Lookup(value, "miss", value is None)
+
+    async def _load_and_store(self, key: str, loader: Loader) -> Any:
+        value = await loader()
+        if value is None:
+            await self.set_negative(key)
+        else:
+            await self.set(key, value)
+        return value
+
+    async def _refresh(self, key: str, loader: Loader) -> None:
+        try:
+            await self.single_flight.do(key, lambda: self._load_and_store(key, loader))
+        except Exception as exc:  # background work: log, keep the stale entry
+            log.warning(
+                json.dumps({"event": "cache.refresh_failed", "key": key, "error": repr(exc)})
+            )

@@ -1,0 +1,87 @@
+"""What a worker app needs from its environment, as small protocols.
+
+`bookmeta.runtime.RuntimeEnv` implements `WorkerEnv` over the real runtime; tests reach
+the same adapter through the strict fakes in `tests/harness`. Time comes from `Clocks`,
+which tests replace for a block of code with `use_clocks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._clock import Clock, Sleep
+from ._errors import InvalidInput
+from ._http import Request, Response
+from ._stores import BlobStore, KVStore
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """Wall-clock epoch seconds (persisted stamps), monotonic seconds (intervals), sleep."""
+
+    wall: Clock = time.time
+    monotonic: Clock = time.monotonic
+    sleep: Sleep = asyncio.sleep
+
+
+_REAL_CLOCKS = Clocks()
+_CLOCKS: ContextVar[Clocks | None] = ContextVar("bookmeta_clocks", default=None)
+
+
+def current_clocks() -> Clocks:
+    """The clocks in force: real ones unless a test installed others with `use_clocks`."""
+    return _CLOCKS.get() or _REAL_CLOCKS
+
+
+@contextlib.contextmanager
+def use_clocks(clocks: Clocks) -> Iterator[Clocks]:
+    """Install ``clocks`` for the enclosed block (tests), restoring the previous ones."""
+    token = _CLOCKS.set(clocks)
+    try:
+        yield clocks
+    finally:
+        _CLOCKS.reset(token)
+
+
+class Service(Protocol):
+    """A service binding: HTTP over the binding (absolute URL) or an RPC method call."""
+
+    async def fetch(self, request: Request) -> Response: ...
+
+    async def call(self, method: str, *args: Any) -> Any: ...
+
+
+class WorkerEnv(Protocol):
+    """Bindings, vars, secrets and background work of one invocation."""
+
+    clocks: Clocks
+
+    def var(self, name: str, default: str) -> str: ...
+
+    def kv(self, name: str) -> KVStore | None: ...
+
+    def r2(self, name: str) -> BlobStore | None: ...
+
+    def service(self, name: str) -> Service | None: ...
+
+    async def secret(self, name: str) -> str | None: ...
+
+    def wait_until(self, work: Coroutine[Any, Any, None]) -> None: ...
+
+
+def int_var(env: WorkerEnv, name: str, default: int, *, minimum: int | None = None) -> int:
+    """An integer var; a malformed value is a configuration error naming the var."""
+    raw = env.var(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(name, f"var {name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise InvalidInput(name, f"var {name} must be >= {minimum}, got {value}")
+    return value

@@ -1,0 +1,219 @@
+"""Transport-neutral HTTP values, JSON responses and a small router.
+
+Workers turn the runtime's request into `Request`, route it, and turn the
+returned `Response` back (see `bookmeta.runtime`). Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._errors import BookmetaError, CircuitOpen, InvalidInput, RateLimited, UpstreamError
+
+log = logging.getLogger("bookmeta.http")
+
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_JSON_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An incoming or outgoing HTTP request; header names are lower-case."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        """The raw (still percent-encoded) path."""
+        return urlsplit(self.url).path or "/"
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters, first value wins; raises InvalidInput on undecodable text."""
+        raw = urlsplit(self.url).query
+        try:
+            pairs = parse_qsl(raw, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput("query", "query string is not valid UTF-8") from exc
+        out: dict[str, str] = {}
+        for key, value in pairs:
+            out.setdefault(key, value)
+        return out
+
+    def header(self, name: str) -> str | None:
+        """A header value by case-insensitive name."""
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises InvalidInput on anything else."""
+        try:
+            data = json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InvalidInput("body", "request body must be valid UTF-8 JSON") from exc
+        if _depth(data) > MAX_JSON_DEPTH:
+            raise InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        return data
+
+
+@dataclass(slots=True)
+class Response:
+    """An HTTP response with a fully buffered body."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises ValueError when it is not."""
+        return json.loads(self.body)
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    # Iterative enough for the bounded depth we accept; json.loads already caps recursion.
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def json_response(
+    data: Any, status: int = 200, *, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A compact JSON response."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    out = {"content-type": JSON_TYPE}
+    if headers:
+        out.update({k.lower(): v for k, v in headers.items()})
+    return Response(status, body, out)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Response:
+    """The one error shape: `{"error": {"code", "message", ...details}}`."""
+    err: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        err.update(details)
+    return json_response({"error": err}, status, headers=headers)
+
+
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """A `Retry-After` header in whole seconds (at least 1), or nothing."""
+    if seconds is None:
+        return {}
+    return {"retry-after": str(max(1, int(seconds + 0.999)))}
+
+
+def response_for_error(exc: BookmetaError) -> Response:
+    """Map the shared exception tree to HTTP; the message never carries secrets."""
+    if isinstance(exc, InvalidInput):
+        return error_response(400, "invalid_input", str(exc), details={"param": exc.param})
+    if isinstance(exc, CircuitOpen):
+        return error_response(
+            503,
+            "upstream_unavailable",
+            f"{exc.name} is failing; circuit open, retry later",
+            headers=retry_after_header(exc.retry_after_s),
+        )
+    if isinstance(exc, RateLimited):
+        return error_response(
+            503,
+            "rate_limited",
+            f"{exc.provider} rate limit reached; retry later",
+            headers=retry_after_header(exc.retry_after_s or 1.0),
+        )
+    if isinstance(exc, UpstreamError):
+        return error_response(502, "upstream_error", str(exc), details={"provider": exc.provider})
+    return error_response(400, "bad_request", str(exc))
+
+
+Handler = Callable[..., Awaitable[Response]]
+_PARAM = re.compile(r"^\{([a-z_]+)\}$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    parts: tuple[str, ...]
+    handler: Handler
+
+
+class Router:
+    """Method + path-segment routing; `{name}` segments are passed, unquoted, as kwargs."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        """Register `handler(request, **params)` for `method` and `pattern`."""
+        parts = tuple(p for p in pattern.split("/") if p)
+        self._routes.append(_Route(method.upper(), parts, handler))
+
+    def methods_for(self, path: str) -> list[str]:
+        """Methods that have a route matching `path`."""
+        return sorted({r.method for r in self._routes if _match(r.parts, path) is not None})
+
+    async def dispatch(self, request: Request) -> Response:
+        """Route the request; input and upstream errors become JSON errors, never a 500 trace."""
+        try:
+            return await self._dispatch(request)
+        except BookmetaError as exc:
+            return response_for_error(exc)
+
+    async def _dispatch(self, request: Request) -> Response:
+        allowed: set[str] = set()
+        for route in self._routes:
+            params = _match(route.parts, request.path)
+            if params is None:
+                continue
+            if route.method != request.method.upper():
+                allowed.add(route.method)
+                continue
+            return await route.handler(request, **params)
+        if allowed:
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here; use {', '.join(sorted(allowed))}",
+                headers={"allow": ", ".join(sorted(allowed))},
+            )
+        return error_response(404, "not_found", "no such endpoint")
+
+
+def _match(parts: Iterable[str], path: str) -> dict[str, str] | None:
+    pattern = tuple(parts)
+    segments = [s for s in path.split("/") if s != ""]
+    if len(segments) != len(pattern):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, segments, strict=True):
+        m = _PARAM.match(want)
+        if m:
+            try:
+                params[m.group(1)] = unquote(got, errors="strict")
+            except UnicodeDecodeError:
+                raise InvalidInput(m.group(1), f"{m.group(1)} is not valid UTF-8") from None
+        elif want != got:
+            return None
+    return params

@@ -1,0 +1,46 @@
+"""The request wrapper every worker shares: request id, timing, logging, last-resort errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ._clock import Clock
+from ._http import Request, Response, error_response
+from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, Sink, request_id_from
+
+Handler = Callable[[Request, Log], Awaitable[Response]]
+
+
+async def serve(
+    request: Request,
+    handler: Handler,
+    *,
+    worker: str,
+    metrics: Metrics,
+    clock: Clock,
+    sink: Sink | None = None,
+) -> Response:
+    """Run ``handler`` for ``request``; an unexpected exception becomes a JSON 500 (no trace)."""
+    rid = request_id_from(request.headers)
+    log = Log(worker, rid) if sink is None else Log(worker, rid, sink)
+    started = clock()
+    try:
+        response = await handler(request, log)
+    except Exception as exc:  # the edge: anything unexpected is logged and answered as JSON
+        log.error("request.crashed", path=request.path, error=type(exc).__name__, detail=str(exc))
+        response = error_response(
+            500, "internal_error", f"unexpected error; quote request id {rid} when reporting it"
+        )
+    elapsed_ms = (clock() - started) * 1000.0
+    metrics.incr(f"http.{response.status // 100}xx")
+    metrics.observe("http.request", elapsed_ms, ok=response.status < 500)
+    response.headers[REQUEST_ID_HEADER] = rid
+    response.headers[RESPONSE_TIME_HEADER] = f"{elapsed_ms:.1f}ms"
+    log.event(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        ms=round(elapsed_ms, 1),
+    )
+    return response

@@ -1,0 +1,239 @@
+"""The only module that touches the Workers runtime (`workers`, JS proxies).
+
+It turns the runtime's request, env bindings and context into bookmeta's small
+interfaces (`Request`/`Response`, `KVStore`, `BlobStore`, `Service`, `WorkerEnv`) and back.
+Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) stops here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from workers import Response as RuntimeResponse
+
+from ._env import Clocks, current_clocks
+from ._http import Request, Response
+from ._stores import Blob, BlobListing, KVEntry, KVListing
+
+log = logging.getLogger("bookmeta.runtime")
+
+_NO_BODY_STATUSES = frozenset({101, 204, 205, 304})
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """Read ``name`` from a converted JS object: a dict (subclass) or an attribute proxy."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def to_python(value: Any) -> Any:
+    """Plain Python data from what crossed a binding (dict subclasses, memoryview, JS null)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_python(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_python(v) for v in value]
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    return value
+
+
+def _headers(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    items = raw.items() if hasattr(raw, "items") else raw
+    return {str(k).lower(): str(v) for k, v in items}
+
+
+async def read_request(request: Any) -> Request:
+    """The runtime request as a `Request` (body fully read)."""
+    method = str(request.method).upper()
+    body = b"" if method in ("GET", "HEAD", "OPTIONS") else bytes(await request.bytes())
+    return Request(method, str(request.url), _headers(request.headers), body)
+
+
+def to_runtime_response(response: Response) -> Any:
+    """A `workers.Response` for our `Response`."""
+    body: bytes | None = response.body
+    if response.status in _NO_BODY_STATUSES:
+        body = None
+    return RuntimeResponse(body, status=response.status, headers=dict(response.headers))
+
+
+class KVBinding:
+    """`KVStore` over a KV namespace binding."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def get(self, key: str) -> str | None:
+        value = await self._raw.get(key)
+        return None if value is None else str(value)
+
+    async def get_with_metadata(self, key: str) -> KVEntry:
+        got = await self._raw.getWithMetadata(key)
+        value = _field(got, "value")
+        meta = _field(got, "metadata")
+        return KVEntry(
+            None if value is None else str(value),
+            None if meta is None else to_python(meta),
+        )
+
+    async def put(
+        self,
+        key: str,
+        value: str,
+        *,
+        ttl_s: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if ttl_s is not None:
+            options["expirationTtl"] = int(ttl_s)
+        if metadata is not None:
+            options["metadata"] = dict(metadata)
+        await self._raw.put(key, value, **options)
+
+    async def delete(self, key: str) -> None:
+        await self._raw.delete(key)
+
+    async def list(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> KVListing:
+        options: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if cursor:
+            options["cursor"] = cursor
+        page = await self._raw.list(**options)
+        keys = [str(_field(k, "name")) for k in _field(page, "keys", []) or []]
+        done = bool(_field(page, "list_complete", True))
+        return KVListing(keys, None if done else _field(page, "cursor"))
+
+
+class R2Binding:
+    """`BlobStore` over an R2 bucket binding."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def get(self, key: str) -> Blob | None:
+        obj = await self._raw.get(key)
+        if obj is None:
+            return None
+        text = await obj.text()
+        meta = to_python(_field(obj, "customMetadata")) or {}
+        http = _field(obj, "httpMetadata")
+        return Blob(str(text).encode("utf-8"), meta, _field(http, "contentType"))
+
+    async def head(self, key: str) -> Mapping[str, str] | None:
+        obj = await self._raw.head(key)
+        if obj is None:
+            return None
+        meta: dict[str, str] = to_python(_field(obj, "customMetadata")) or {}
+        return meta
+
+    async def put(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        custom_metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if custom_metadata is not None:
+            options["customMetadata"] = dict(custom_metadata)
+        if content_type is not None:
+            options["httpMetadata"] = {"contentType": content_type}
+        await self._raw.put(key, value, **options)
+
+    async def delete(self, key: str) -> None:
+        await self._raw.delete(key)
+
+    async def list(
+        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> BlobListing:
+        options: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if cursor:
+            options["cursor"] = cursor
+        page = await self._raw.list(**options)
+        keys = [str(_field(o, "key")) for o in _field(page, "objects", []) or []]
+        truncated = bool(_field(page, "truncated", False))
+        return BlobListing(keys, _field(page, "cursor") if truncated else None)
+
+
+class ServiceBinding:
+    """`Service` over a service binding (HTTP with an absolute URL, or RPC)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def fetch(self, request: Request) -> Response:
+        options: dict[str, Any] = {"method": request.method, "headers": dict(request.headers)}
+        if request.body:
+            try:
+                options["body"] = request.body.decode("utf-8")
+            except UnicodeDecodeError:
+                options["body"] = request.body
+        resp = await self._raw.fetch(request.url, **options)
+        body = await resp.bytes()
+        return Response(int(resp.status), bytes(body), _headers(resp.headers))
+
+    async def call(self, method: str, *args: Any) -> Any:
+        return to_python(await getattr(self._raw, method)(*args))
+
+
+class RuntimeEnv:
+    """`WorkerEnv` over the runtime's ``env`` and ``ctx``."""
+
+    def __init__(self, env: Any, ctx: Any, *, clocks: Clocks | None = None) -> None:
+        self._env = env
+        self._ctx = ctx
+        self.clocks = clocks or current_clocks()
+
+    def _binding(self, name: str) -> Any:
+        return getattr(self._env, name, None)
+
+    def var(self, name: str, default: str) -> str:
+        value = self._binding(name)
+        return default if value is None else str(value)
+
+    def kv(self, name: str) -> KVBinding | None:
+        raw = self._binding(name)
+        return None if raw is None else KVBinding(raw)
+
+    def r2(self, name: str) -> R2Binding | None:
+        raw = self._binding(name)
+        return None if raw is None else R2Binding(raw)
+
+    def service(self, name: str) -> ServiceBinding | None:
+        raw = self._binding(name)
+        return None if raw is None else ServiceBinding(raw)
+
+    async def secret(self, name: str) -> str | None:
+        """A Secrets Store binding (``await get()``) or a plain secret string."""
+        raw = self._binding(name)
+        if raw is None or isinstance(raw, str):
+            return raw or None
+        try:
+            value = await raw.get()
+        except Exception as exc:  # a missing store secret must not take the worker down
+            log.warning(
+                json.dumps(
+                    {"event": "secret.unavailable", "name": name, "error": type(exc).__name__}
+                )
+            )
+            return None
+        return str(value) if value else None
+
+    def wait_until(self, work: Coroutine[Any, Any, None]) -> None:
+        self._ctx.waitUntil(_guarded(work))
+
+
+async def _guarded(work: Coroutine[Any, Any, None]) -> None:
+    try:
+        await work
+    except Exception as exc:  # background work has no caller to report to: log it
+        print(json.dumps({"level": "error", "event": "background.failed", "error": repr(exc)}))

@@ -1,0 +1,244 @@
+"""The in-process system: the three workers wired from `wrangler.toml.d/` as deployed.
+
+Each `System` is one set of isolates: entry modules are loaded fresh (so per-isolate state
+starts empty), KV namespaces are shared by id and R2 buckets by name across workers, and
+service bindings dispatch to the bound worker's `Default` in-process. A test fails when
+config and code disagree (a binding the code needs is missing, a service name is wrong).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import tomllib
+from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from workers import FetchResponse, Request, Response
+
+from bookmeta._clock import FakeClock
+from bookmeta._env import Clocks, use_clocks
+
+from .bindings import FakeContext, FakeController, FakeSecret, FakeServiceBinding, Traffic
+from .storage import FakeKV, FakeR2
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / "wrangler.toml.d"
+# 2026-01-01T00:00:00Z: a fixed wall clock start keeps stamps deterministic.
+EPOCH_START = 1_767_225_600.0
+_isolates = itertools.count()
+# The contexts of one top-level invocation (and the binding calls it makes): drained at its end.
+_INVOCATION: ContextVar[list[FakeContext] | None] = ContextVar("harness_invocation", default=None)
+
+
+async def _drain(contexts: list[FakeContext]) -> None:
+    """Await all background work of an invocation; re-raise the first failure."""
+    while any(c.pending for c in contexts):
+        for ctx in list(contexts):
+            await ctx.drain()
+    errors = [e for c in contexts for e in c.errors]
+    if errors:
+        raise errors[0]
+
+
+@dataclass
+class WorkerSpec:
+    """One worker as its config declares it (top level or one `[env.X]`)."""
+
+    key: str  # folder name under workers/
+    name: str  # service name
+    config: Path
+    main: Path
+    vars: dict[str, str] = field(default_factory=dict)
+    kv: dict[str, str] = field(default_factory=dict)  # binding -> namespace id
+    r2: dict[str, str] = field(default_factory=dict)  # binding -> bucket name
+    services: dict[str, str] = field(default_factory=dict)  # binding -> service name
+    secrets_store: list[str] = field(default_factory=list)
+    crons: list[str] = field(default_factory=list)
+
+
+def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[str, WorkerSpec]:
+    """Worker specs from every `*.toml` config in ``config_dir`` (optionally one environment)."""
+    specs: dict[str, WorkerSpec] = {}
+    for path in sorted(config_dir.glob("*.toml")):
+        if path.name == "pyproject.toml":
+            continue
+        top = tomllib.loads(path.read_text())
+        section = top if env is None else top.get("env", {}).get(env, {})
+        main = (path.parent / top["main"]).resolve()
+        spec = WorkerSpec(
+            key=main.parent.name,
+            name=section.get("name", top["name"]),
+            config=path,
+            main=main,
+            vars={k: str(v) for k, v in section.get("vars", {}).items()},
+            kv={b["binding"]: b["id"] for b in section.get("kv_namespaces", [])},
+            r2={b["binding"]: b["bucket_name"] for b in section.get("r2_buckets", [])},
+            services={b["binding"]: b["service"] for b in section.get("services", [])},
+            secrets_store=[b["binding"] for b in section.get("secrets_store_secrets", [])],
+            crons=list(top.get("triggers", {}).get("crons", [])),
+        )
+        specs[spec.key] = spec
+    return specs
+
+
+class FakeEnv:
+    """The ``env`` object: bindings and vars as attributes."""
+
+    def __init__(self, bindings: Mapping[str, Any]) -> None:
+        self.__dict__.update(bindings)
+
+
+class System:
+    """All three workers in one process, sharing a fake clock, KV namespaces and R2 buckets."""
+
+    def __init__(
+        self,
+        *,
+        secrets: Mapping[str, str | None] | None = None,
+        vars: Mapping[str, Mapping[str, str]] | None = None,
+        config_dir: Path = CONFIG_DIR,
+        env: str | None = None,
+        clock: FakeClock | None = None,
+        enforce_kv_write_rate: bool = True,
+    ) -> None:
+        self.clock = clock or FakeClock(EPOCH_START)
+        self.clocks = Clocks(wall=self.clock, monotonic=self.clock, sleep=self.clock.sleep)
+        self.specs = load_specs(config_dir, env)
+        self.by_service = {s.name: s for s in self.specs.values()}
+        self.secrets = dict(secrets or {})
+        self.traffic: list[Traffic] = []
+        self.kv_namespaces: dict[str, FakeKV] = {}
+        self.buckets: dict[str, FakeR2] = {}
+        self.modules: dict[str, ModuleType] = {}
+        self.envs: dict[str, FakeEnv] = {}
+        for spec in self.specs.values():
+            for ns in spec.kv.values():
+                self.kv_namespaces.setdefault(
+                    ns, FakeKV(clock=self.clock, enforce_write_rate=enforce_kv_write_rate)
+                )
+            for bucket in spec.r2.values():
+                self.buckets.setdefault(bucket, FakeR2())
+        for spec in self.specs.values():
+            overrides = dict((vars or {}).get(spec.key, {}))
+            self.envs[spec.key] = self._build_env(spec, overrides)
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _build_env(self, spec: WorkerSpec, overrides: Mapping[str, str]) -> FakeEnv:
+        bindings: dict[str, Any] = dict(spec.vars)
+        bindings.update(overrides)
+        for binding, ns in spec.kv.items():
+            bindings[binding] = self.kv_namespaces[ns]
+        for binding, bucket in spec.r2.items():
+            bindings[binding] = self.buckets[bucket]
+        for binding, service in spec.services.items():
+            if service not in self.by_service:
+                raise LookupError(
+                    f"{spec.key}: binding {binding} names unknown service {service!r}"
+                )
+            bindings[binding] = FakeServiceBinding(
+                spec.key, binding, service, self._invoke, self.traffic
+            )
+        for binding in spec.secrets_store:
+            bindings[binding] = FakeSecret(self.secrets.get(binding))
+        for name, value in self.secrets.items():
+            if name not in spec.secrets_store and value is not None:
+                bindings.setdefault(name, value)  # plain secrets (.dev.vars / wrangler secret put)
+        return FakeEnv(bindings)
+
+    def module(self, key: str) -> ModuleType:
+        """The worker's entry module, loaded once per System (one isolate)."""
+        if key not in self.modules:
+            spec = self.specs[key]
+            name = f"_entry_{key}_{next(_isolates)}"
+            loader = importlib.util.spec_from_file_location(name, spec.main)
+            if loader is None or loader.loader is None:
+                raise ImportError(f"cannot load {spec.main}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+            if not hasattr(module, "Default"):
+                raise LookupError(f"{spec.main} has no Default entrypoint")
+            self.modules[key] = module
+        return self.modules[key]
+
+    def kv(self, key: str, binding: str) -> FakeKV:
+        """The KV namespace bound as ``binding`` in worker ``key``."""
+        return self.kv_namespaces[self.specs[key].kv[binding]]
+
+    def r2(self, key: str, binding: str) -> FakeR2:
+        """The R2 bucket bound as ``binding`` in worker ``key``."""
+        return self.buckets[self.specs[key].r2[binding]]
+
+    # -- invocation ----------------------------------------------------------------------
+
+    async def _invoke(self, service: str, call: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+        spec = self.by_service[service]
+        return await self._run(spec.key, call)
+
+    async def _run(self, key: str, call: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+        module = self.module(key)
+        contexts = _INVOCATION.get()
+        top = contexts is None
+        if contexts is None:
+            contexts = []
+        token = _INVOCATION.set(contexts) if top else None
+        ctx = FakeContext()
+        contexts.append(ctx)
+        entry = module.Default(ctx, self.envs[key])
+        try:
+            with use_clocks(self.clocks):
+                result = await call(entry)
+                if top:
+                    await _drain(contexts)
+        finally:
+            if token is not None:
+                _INVOCATION.reset(token)
+        return result
+
+    async def fetch(
+        self,
+        key: str,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | None = None,
+    ) -> FetchResponse:
+        """Send an HTTP request to worker ``key`` (``path`` relative to its URL)."""
+        url = path if "://" in path else f"https://{self.specs[key].name}.test{path}"
+        options: dict[str, Any] = {"method": method, "headers": dict(headers or {})}
+        if body is not None:
+            options["body"] = body
+        request = Request(url, **options)
+
+        async def call(entry: Any) -> Any:
+            return await entry.fetch(request)
+
+        response = await self._run(key, call)
+        if not isinstance(response, Response):
+            raise TypeError(f"{key}: fetch did not return a workers.Response")
+        return FetchResponse(response._body, response.status, response.headers, url)
+
+    async def rpc(self, key: str, method: str, *args: Any) -> Any:
+        """Call RPC ``method`` on worker ``key`` as another worker would."""
+        spec = self.specs[key]
+        binding = FakeServiceBinding("test", "TEST", spec.name, self._invoke, self.traffic)
+        return await getattr(binding, method)(*args)
+
+    async def scheduled(self, key: str, cron: str) -> FakeController:
+        """Fire cron ``cron`` on worker ``key`` (it must be one of the config's triggers)."""
+        spec = self.specs[key]
+        if cron not in spec.crons:
+            raise LookupError(f"{key} has no cron trigger {cron!r} (has {spec.crons})")
+        controller = FakeController(cron, self.clock() * 1000.0)
+
+        async def call(entry: Any) -> Any:
+            return await entry.scheduled(controller, self.envs[key], entry.ctx)
+
+        await self._run(key, call)
+        return controller

@@ -1,0 +1,182 @@
+"""Two-tier cache: hot hit, cold hit with promotion, stale-while-revalidate, negatives, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from bookmeta._cache import TwoTierCache
+from bookmeta._clock import FakeClock
+from bookmeta.runtime import KVBinding, R2Binding
+from harness import FakeKV, FakeR2
+
+HOT, COLD, NEG = 3600, 604_800, 300
+
+
+class Setup:
+    """A cache over strict fakes, with a loader that counts its calls."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock(1_000_000.0)
+        self.kv = FakeKV(clock=self.clock)
+        self.r2 = FakeR2()
+        self.cache = TwoTierCache(
+            KVBinding(self.kv),
+            R2Binding(self.r2),
+            hot_ttl_s=HOT,
+            cold_ttl_s=COLD,
+            negative_ttl_s=NEG,
+            clock=self.clock,
+        )
+        self.calls = 0
+        self.value: Any = {"title": "Dune"}
+        self.fail = False
+        self.background: list[Coroutine[Any, Any, None]] = []
+
+    async def load(self) -> Any:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("upstream down")
+        return self.value
+
+    def schedule(self, work: Coroutine[Any, Any, None]) -> None:
+        self.background.append(work)
+
+    async def run_background(self) -> None:
+        while self.background:
+            await self.background.pop(0)
+
+    async def lookup(self, key: str = "k") -> tuple[Any, str]:
+        got = await self.cache.get_or_load(key, self.load, schedule=self.schedule)
+        return got.value, got.source
+
+
+@pytest.fixture
+def s() -> Setup:
+    return Setup()
+
+
+async def test_miss_then_hot_hit(s: Setup) -> None:
+    """The first read loads and stores in both tiers; the next is a KV hit."""
+    assert await s.lookup() == ({"title": "Dune"}, "miss")
+    assert await s.lookup() == ({"title": "Dune"}, "kv")
+    assert s.calls == 1
+    assert "cache/k" in s.r2.items
+
+
+async def test_cold_hit_is_promoted_to_kv(s: Setup) -> None:
+    """With KV empty, R2 answers and the entry is written back to KV."""
+    await s.lookup()
+    s.kv.items.clear()
+    s.clock.advance(10)
+    assert await s.lookup() == ({"title": "Dune"}, "r2")
+    await s.run_background()
+    assert await s.lookup() == ({"title": "Dune"}, "kv")
+    assert s.calls == 1
+
+
+async def test_stale_is_served_and_refreshed(s: Setup) -> None:
+    """Past the hot TTL the R2 copy is served as stale and refreshed in the background."""
+    await s.lookup()
+    s.clock.advance(HOT + 1)
+    s.value = {"title": "Dune (new)"}
+    assert await s.lookup() == ({"title": "Dune"}, "stale")
+    assert s.calls == 1
+    await s.run_background()
+    assert s.calls == 2
+    assert await s.lookup() == ({"title": "Dune (new)"}, "kv")
+
+
+async def test_expired_entry_is_reloaded(s: Setup) -> None:
+    """Past the cold TTL the entry is not served while the upstream works."""
+    await s.lookup()
+    s.clock.advance(COLD + 1)
+    s.value = {"title": "fresh"}
+    assert await s.lookup() == ({"title": "fresh"}, "miss")
+
+
+async def test_expired_entry_is_the_fallback_when_upstream_fails(s: Setup) -> None:
+    """When the loader fails, any old entry beats an error."""
+    await s.lookup()
+    s.clock.advance(COLD + 1)
+    s.fail = True
+    assert await s.lookup() == ({"title": "Dune"}, "stale")
+
+
+async def test_failure_without_any_entry_propagates(s: Setup) -> None:
+    """No entry and a failing loader: the error reaches the caller."""
+    s.fail = True
+    with pytest.raises(RuntimeError):
+        await s.lookup()
+
+
+async def test_not_found_is_cached_briefly(s: Setup) -> None:
+    """A None result is remembered for the negative TTL only, in KV only."""
+    s.value = None
+    got = await s.cache.get_or_load("k", s.load, schedule=s.schedule)
+    assert (got.value, got.source, got.negative) == (None, "miss", True)
+    got = await s.cache.get_or_load("k", s.load, schedule=s.schedule)
+    assert (got.source, got.negative) == ("kv", True)
+    assert s.calls == 1
+    assert "cache/k" not in s.r2.items
+    s.clock.advance(NEG + 1)
+    s.value = {"title": "now known"}
+    assert await s.lookup() == ({"title": "now known"}, "miss")
+
+
+async def test_concurrent_misses_share_one_load(s: Setup) -> None:
+    """100 concurrent identical misses make one upstream call."""
+    gate = asyncio.Event()
+
+    async def slow() -> Any:
+        s.calls += 1
+        await gate.wait()
+        return {"n": 1}
+
+    tasks = [
+        asyncio.ensure_future(s.cache.get_or_load("k", slow, schedule=s.schedule))
+        for _ in range(100)
+    ]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert s.calls == 1
+    assert {r.source for r in results} == {"miss"}
+
+
+async def test_status_reports_tier_and_expiry(s: Setup) -> None:
+    """`status` says where each key lives and until when, without reading values."""
+    await s.lookup("a")
+    s.kv.items.clear()
+    await s.lookup("b")
+    now = s.clock()
+    statuses = {st.key: st for st in await s.cache.status(["a", "b", "c"])}
+    assert statuses["a"].tier == "r2"
+    assert statuses["b"].tier == "kv"
+    assert statuses["b"].fresh_until == pytest.approx(now + HOT)
+    assert statuses["c"].tier is None
+
+
+async def test_values_too_big_for_kv_go_to_r2_only(
+    s: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value over KV's size limit is stored in R2 only."""
+    import bookmeta._cache as cache_module
+
+    monkeypatch.setattr(cache_module, "KV_VALUE_MAX_BYTES", 2048)
+    s.value = {"blob": "x" * 4096}
+    await s.lookup()
+    assert s.kv.dump() == {}
+    assert "cache/k" in s.r2.items
+    assert (await s.lookup())[1] == "r2"
+    await s.run_background()
+    assert s.kv.dump() == {}
+
+
+def test_ttls_below_kv_minimum_are_refused() -> None:
+    """KV cannot hold anything for less than 60 s; the cache refuses such settings."""
+    with pytest.raises(ValueError, match="60"):
+        TwoTierCache(None, None, hot_ttl_s=30)
