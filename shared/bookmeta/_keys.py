@@ -1,0 +1,97 @@
+"""Cache keys shared by the proxy and the warmer.
+
+Both build keys here, never by hand, so a warmed entry is the one the proxy reads. A key is
+``"{KEY_VERSION}:{kind}:{params}"``; bump :data:`KEY_VERSION` to orphan every old entry when the
+format or a normalization changes. Keys are capped at 512 UTF-8 bytes (the KV limit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import quote
+
+from bookmeta._isbn import canonical
+from bookmeta._query import normalize_key
+
+__all__ = ["KEY_VERSION", "MAX_KEY_BYTES", "cache_key", "search_key"]
+
+KEY_VERSION = "v1"
+MAX_KEY_BYTES = 512
+_KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+def _encode(value: str | int | bool) -> str:
+    # bool before int: True is an int too.
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    else:
+        text = normalize_key(value)
+    return quote(text, safe="")
+
+
+def cache_key(kind: str, /, **params: str | int | bool | None) -> str:
+    """Return the cache key for a ``kind`` of lookup with ``params``.
+
+    Params are sorted by name, None values dropped, bools written ``true``/``false``, strings
+    passed through :func:`~bookmeta._query.normalize_key`; names and values are percent-encoded
+    so ``&`` and ``=`` inside a value cannot collide with the separators. When the key would
+    exceed 512 UTF-8 bytes, the param part is replaced by ``h:`` + its SHA-256 hex digest.
+
+    Raises:
+        ValueError: ``kind`` is not 1-64 characters of ``[a-z0-9_.-]`` (a programming error).
+    """
+    if _KIND_RE.fullmatch(kind) is None:
+        raise ValueError(f"cache key kind must match {_KIND_RE.pattern}, got {kind!r}")
+    head = f"{KEY_VERSION}:{kind}:"
+    body = "&".join(
+        f"{quote(name, safe='')}={_encode(value)}"
+        for name, value in sorted(params.items())
+        if value is not None
+    )
+    key = head + body
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        key = head + "h:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return key
+
+
+def search_key(
+    kind: str,
+    q: str,
+    *,
+    max_results: int,
+    lang: str | None = None,
+    translations: bool = True,
+) -> str:
+    """Return the cache key of a search, the same for the proxy and the warmer.
+
+    ``kind`` is a :class:`~bookmeta._query.QueryKind` value (``"isbn"``, ``"author"``, ...);
+    for ``"isbn"`` the query is canonicalized first so every spelling of one ISBN shares a key.
+
+    Raises:
+        InvalidISBN: ``kind`` is ``"isbn"`` and ``q`` is not a valid ISBN.
+    """
+    if kind == "isbn":
+        q = canonical(q)
+    return cache_key(
+        "search",
+        kind=kind,
+        q=q,
+        max=max_results,
+        lang=lang,
+        translations=translations,
+    )
+
+
+def isbn_key(isbn: str) -> str:
+    """Return the cache key of one book by ISBN, whatever ``maxResults`` a search asked for.
+
+    The proxy's ISBN searches read it and the bulk warmer writes it, so a warmed book is a
+    hit for ``/search/auto?q=<isbn>&maxResults=1``.
+
+    Raises:
+        InvalidISBN: ``isbn`` is not a valid ISBN-10 or ISBN-13.
+    """
+    return cache_key("isbn", isbn=canonical(isbn))

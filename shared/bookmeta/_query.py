@@ -1,0 +1,179 @@
+"""Search-query normalization and classification.
+
+Two normal forms: ``normalize_display`` keeps what the user typed (case, accents) minus
+whitespace noise, for upstream calls and logs; ``normalize_key`` folds everything that must not
+split the cache (case, accents, punctuation, spacing).
+
+``classify`` decides what kind of search a query is. Heuristic, in order:
+
+1. An explicit prefix wins (case-insensitive, after NFKC): ``isbn:``, ``inauthor:``/``author:``,
+   ``intitle:``/``title:``. Only a leading prefix counts; later operators stay in the text.
+2. Text that cleans to an ISBN-10/13 with a correct check digit is an ISBN search. An
+   ISBN-length digit string with a wrong check digit is not "repaired": it stays TEXT.
+3. Two to four words that look like a personal name are an AUTHOR search: every word is
+   capitalized (``Herbert``, ``O'Brien``, ``Saint-Exupéry``) or initials (``J.``, ``J.R.R.``),
+   made of letters, hyphens, apostrophes and dots only; lowercase name particles (``de``,
+   ``van``, ``le``...) are allowed between the first and last word; common title words
+   (``The``, ``Of``...) veto it. Title-cased titles ("Brave New World") still look like names:
+   the heuristic cannot tell them apart, so the proxy should fall back to TEXT when an AUTHOR
+   search finds nothing.
+4. Anything else is TEXT, which the proxy sends as a title/free-text search.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bookmeta._errors import InvalidInput, InvalidISBN
+from bookmeta._isbn import canonical, clean, is_isbn10, is_isbn13
+
+__all__ = ["Query", "QueryKind", "classify", "normalize_display", "normalize_key"]
+
+
+class QueryKind(StrEnum):
+    """What a search query asks for."""
+
+    ISBN = "isbn"
+    AUTHOR = "author"
+    TITLE = "title"
+    TEXT = "text"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A classified query: ``text`` is the display text without prefix; ``isbn13`` only for ISBN."""
+
+    kind: QueryKind
+    text: str
+    isbn13: str | None = None
+
+
+_PREFIX_RE = re.compile(
+    r"\s*(isbn|inauthor|author|intitle|title)\s*:(.*)", re.IGNORECASE | re.DOTALL
+)
+_PREFIX_KINDS = {
+    "isbn": QueryKind.ISBN,
+    "inauthor": QueryKind.AUTHOR,
+    "author": QueryKind.AUTHOR,
+    "intitle": QueryKind.TITLE,
+    "title": QueryKind.TITLE,
+}
+# Apostrophes are dropped, not spaced, so "Ender's" and "Enders" share a key.
+_APOSTROPHES = frozenset("'\u2019\u02bc")
+# Combining Diacritical Marks, its Extended and Supplement blocks, and those for symbols and halves.
+_DIACRITIC_BLOCKS = (
+    (0x0300, 0x036F),
+    (0x1AB0, 0x1AFF),
+    (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF),
+    (0xFE20, 0xFE2F),
+)
+_INITIALS_RE = re.compile(r"(?:[^\W\d_]\.)+")
+_NAME_PUNCTUATION = frozenset("'\u2019-.")
+_PARTICLES = frozenset(
+    {"al", "bin", "da", "das", "de", "del", "della", "der", "des", "di", "do", "dos", "du"}
+    | {"el", "la", "le", "ten", "ter", "van", "von", "y"}
+)
+_TITLE_WORDS = frozenset(
+    {"a", "an", "and", "at", "by", "for", "from", "how", "in", "into", "is", "my", "of", "on"}
+    | {"or", "the", "to", "what", "when", "who", "why", "with", "your"}
+)
+
+
+def normalize_display(q: str) -> str:
+    """Return ``q`` in NFKC, whitespace runs collapsed to one space and trimmed; case is kept."""
+    return " ".join(unicodedata.normalize("NFKC", q).split())
+
+
+def _is_diacritic(ch: str) -> bool:
+    # Only the generic diacritic blocks (é, ë, ñ, ё, й): marks that carry meaning in their own
+    # script (Indic virama and nukta, Japanese dakuten, Hebrew and Arabic points) are kept.
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _DIACRITIC_BLOCKS)
+
+
+def _fold_once(q: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", q).casefold())
+    out: list[str] = []
+    for ch in decomposed:
+        if _is_diacritic(ch):
+            continue
+        if ch in _APOSTROPHES:
+            continue
+        out.append(ch if unicodedata.category(ch)[0] in "LNM" else " ")
+    return " ".join(unicodedata.normalize("NFC", "".join(out)).split())
+
+
+def normalize_key(q: str) -> str:
+    """Return the cache-key form of ``q``: case, diacritics, punctuation and spacing folded.
+
+    NFKC, casefold, NFKD with combining diacritics (U+0300 block and kin) dropped while
+    script-specific marks (virama, dakuten) stay, apostrophes removed, every other
+    character that is not a letter, digit or mark (of any script) turned into a space,
+    whitespace collapsed and trimmed. Idempotent: ``normalize_key(normalize_key(q))`` equals
+    ``normalize_key(q)``.
+    """
+    folded = _fold_once(q)
+    # Casefolding and normalization do not commute for a handful of code points; iterate to the
+    # fixed point (reached in one or two rounds) so the function is idempotent.
+    while (again := _fold_once(folded)) != folded:
+        folded = again
+    return folded
+
+
+def _is_name_word(word: str) -> bool:
+    if _INITIALS_RE.fullmatch(word) is not None:
+        return all(ch.isupper() for ch in word if ch != ".")
+    if not all(ch.isalpha() or ch in _NAME_PUNCTUATION for ch in word):
+        return False
+    letters = [ch for ch in word if ch.isalpha()]
+    # Capitalized, not shouted: "Herbert" and "McDonald" pass, "DUNE" does not.
+    return len(letters) >= 2 and word[0].isupper() and any(ch.islower() for ch in letters[1:])
+
+
+def _looks_like_name(text: str) -> bool:
+    words = text.split(" ")
+    if not 2 <= len(words) <= 4:
+        return False
+    if any(word.casefold() in _TITLE_WORDS for word in words):
+        return False
+    first, *middle, last = words
+    if not (_is_name_word(first) and _is_name_word(last)):
+        return False
+    if _INITIALS_RE.fullmatch(last) is not None:
+        return False
+    return all(_is_name_word(word) or word in _PARTICLES for word in middle)
+
+
+def classify(q: str) -> Query:
+    """Classify a search query as ISBN, AUTHOR, TITLE or TEXT (see the module docstring).
+
+    The returned ``text`` is ``normalize_display`` of the query without its prefix; ``isbn13`` is
+    the canonical ISBN-13 for ISBN queries and None otherwise. Empty text is returned as is; the
+    caller decides whether an empty search is an error.
+
+    Raises:
+        InvalidInput: ``param="q"``; the query has an ``isbn:`` prefix but no valid ISBN after it.
+            Queries without that prefix never raise. (The prefix is matched after NFKC and
+            case-insensitively, so a full-width ``isbn:`` counts.)
+    """
+    text = normalize_display(q)
+    prefixed = _PREFIX_RE.fullmatch(text)
+    if prefixed is not None:
+        kind = _PREFIX_KINDS[prefixed.group(1).casefold()]
+        text = prefixed.group(2).strip()
+        if kind is not QueryKind.ISBN:
+            return Query(kind, text)
+        try:
+            return Query(kind, text, canonical(text))
+        except InvalidISBN as exc:
+            raise InvalidInput("q", str(exc)) from exc
+    cleaned = clean(text)
+    if is_isbn10(cleaned) or is_isbn13(cleaned):
+        return Query(QueryKind.ISBN, text, canonical(cleaned))
+    if _looks_like_name(text):
+        return Query(QueryKind.AUTHOR, text)
+    return Query(QueryKind.TEXT, text)

@@ -1,0 +1,240 @@
+import dataclasses
+import re
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from bookmeta._errors import InvalidInput
+from bookmeta._query import Query, QueryKind, classify, normalize_display, normalize_key
+
+# "Fyodor Dostoevsky" in Cyrillic, escaped so no confusable letters sit in the source.
+DOSTOEVSKY = (
+    "\u0424\u0451\u0434\u043e\u0440 "
+    "\u0414\u043e\u0441\u0442\u043e\u0435\u0432\u0441\u043a\u0438\u0439"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("  Frank   HERBERT ", "Frank HERBERT", id="collapse-keep-case"),
+        pytest.param("Dune\tMessiah\n", "Dune Messiah", id="tabs-newlines"),
+        pytest.param("Bront\u00eb", "Bront\u00eb", id="accents-kept"),
+        pytest.param("Bronte\u0308", "Bront\u00eb", id="nfkc-composes"),
+        pytest.param("\uff24\uff55\uff4e\uff45", "Dune", id="full-width"),
+        pytest.param("a\u00a0b", "a b", id="nbsp"),
+        pytest.param("   ", "", id="blank"),
+    ],
+)
+def test_normalize_display(raw: str, expected: str) -> None:
+    """normalize_display() applies NFKC and collapses whitespace but keeps case and accents."""
+    assert normalize_display(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("  Frank   HERBERT ", "frank herbert", id="case-and-spacing"),
+        pytest.param("frank herbert", "frank herbert", id="already-normal"),
+        pytest.param("Bront\u00eb", "bronte", id="diaeresis"),
+        pytest.param("Gabriel Garc\u00eda M\u00e1rquez", "gabriel garcia marquez", id="acute"),
+        pytest.param("Stra\u00dfe", "strasse", id="casefold-sharp-s"),
+        pytest.param("Ender's Game", "enders game", id="apostrophe-dropped"),
+        pytest.param("Ender\u2019s Game", "enders game", id="curly-apostrophe"),
+        pytest.param("J.R.R. Tolkien", "j r r tolkien", id="initials"),
+        pytest.param("J. R. R. Tolkien", "j r r tolkien", id="spaced-initials"),
+        pytest.param("Dune: Part-One!", "dune part one", id="punctuation"),
+        pytest.param("\uff24\uff55\uff4e\uff45 \uff12", "dune 2", id="full-width"),
+        pytest.param("\u0401\u043b\u043a\u0430", "\u0435\u043b\u043a\u0430", id="cyrillic-yo"),
+        pytest.param("\u6751\u4e0a\u6625\u6a39", "\u6751\u4e0a\u6625\u6a39", id="cjk-kept"),
+        pytest.param("\u304c\u3063\u3053\u3046", "\u304c\u3063\u3053\u3046", id="dakuten-kept"),
+        pytest.param(
+            "\u0939\u093f\u0928\u094d\u0926\u0940",
+            "\u0939\u093f\u0928\u094d\u0926\u0940",
+            id="virama",
+        ),
+        pytest.param("\u00bd", "1 2", id="vulgar-fraction"),
+        pytest.param("---", "", id="only-punctuation"),
+    ],
+)
+def test_normalize_key(raw: str, expected: str) -> None:
+    """normalize_key() folds case, diacritics, punctuation and spacing, keeping every script."""
+    assert normalize_key(raw) == expected
+
+
+@given(st.text())
+def test_normalize_key_is_idempotent(text: str) -> None:
+    """normalize_key() of its own output changes nothing."""
+    once = normalize_key(text)
+    assert normalize_key(once) == once
+
+
+@given(st.text())
+def test_normalize_display_is_idempotent(text: str) -> None:
+    """normalize_display() of its own output changes nothing."""
+    once = normalize_display(text)
+    assert normalize_display(once) == once
+
+
+@given(st.text(alphabet=st.characters(categories=["L", "Zs"])))
+def test_spelling_variants_share_a_key(text: str) -> None:
+    """Upper-casing and padding a query do not change its key."""
+    assert normalize_key(f"  {text.upper()}  ") == normalize_key(normalize_key(text).upper())
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        pytest.param(
+            "isbn:0441013597",
+            Query(QueryKind.ISBN, "0441013597", "9780441013593"),
+            id="isbn-prefix",
+        ),
+        pytest.param(
+            "ISBN: 978-0-441-01359-3",
+            Query(QueryKind.ISBN, "978-0-441-01359-3", "9780441013593"),
+            id="isbn-prefix-upper",
+        ),
+        pytest.param(
+            "inauthor:Frank Herbert", Query(QueryKind.AUTHOR, "Frank Herbert"), id="inauthor"
+        ),
+        pytest.param(
+            "Author:  frank  herbert", Query(QueryKind.AUTHOR, "frank herbert"), id="author"
+        ),
+        pytest.param("intitle:Dune", Query(QueryKind.TITLE, "Dune"), id="intitle"),
+        pytest.param(
+            "TITLE: Frank Herbert", Query(QueryKind.TITLE, "Frank Herbert"), id="title-prefix-wins"
+        ),
+        pytest.param("author:", Query(QueryKind.AUTHOR, ""), id="empty-author"),
+        pytest.param(
+            "0441013597", Query(QueryKind.ISBN, "0441013597", "9780441013593"), id="bare-isbn10"
+        ),
+        pytest.param(
+            "0-441-01359-7",
+            Query(QueryKind.ISBN, "0-441-01359-7", "9780441013593"),
+            id="hyphenated-isbn10",
+        ),
+        pytest.param(
+            "080442957x", Query(QueryKind.ISBN, "080442957x", "9780804429573"), id="lowercase-x"
+        ),
+        pytest.param(
+            "979-10-90636-07-1",
+            Query(QueryKind.ISBN, "979-10-90636-07-1", "9791090636071"),
+            id="979",
+        ),
+        pytest.param(
+            "9780756411800",
+            Query(QueryKind.ISBN, "9780756411800", "9780756411800"),
+            id="bare-isbn13",
+        ),
+        pytest.param(
+            "0441013598", Query(QueryKind.TEXT, "0441013598"), id="bad-check-digit-is-text"
+        ),
+        pytest.param(
+            "978 0 441 01359 4",
+            Query(QueryKind.TEXT, "978 0 441 01359 4"),
+            id="bad-check-13-is-text",
+        ),
+        pytest.param("Frank Herbert", Query(QueryKind.AUTHOR, "Frank Herbert"), id="name"),
+        pytest.param(
+            "J. R. R. Tolkien", Query(QueryKind.AUTHOR, "J. R. R. Tolkien"), id="spaced-initials"
+        ),
+        pytest.param("J.R.R. Tolkien", Query(QueryKind.AUTHOR, "J.R.R. Tolkien"), id="initials"),
+        pytest.param(
+            "Ursula K. Le Guin", Query(QueryKind.AUTHOR, "Ursula K. Le Guin"), id="four-words"
+        ),
+        pytest.param(
+            "Flannery O'Connor", Query(QueryKind.AUTHOR, "Flannery O'Connor"), id="apostrophe"
+        ),
+        pytest.param(
+            "Antoine de Saint-Exup\u00e9ry",
+            Query(QueryKind.AUTHOR, "Antoine de Saint-Exup\u00e9ry"),
+            id="particle",
+        ),
+        pytest.param(DOSTOEVSKY, Query(QueryKind.AUTHOR, DOSTOEVSKY), id="cyrillic-name"),
+        pytest.param(
+            "  Frank   Herbert ", Query(QueryKind.AUTHOR, "Frank Herbert"), id="display-normalized"
+        ),
+        pytest.param(
+            "frank herbert", Query(QueryKind.TEXT, "frank herbert"), id="lowercase-is-text"
+        ),
+        pytest.param("Herbert", Query(QueryKind.TEXT, "Herbert"), id="one-word"),
+        pytest.param(
+            "Jose Maria Eca De Queiroz Jr",
+            Query(QueryKind.TEXT, "Jose Maria Eca De Queiroz Jr"),
+            id="five-words",
+        ),
+        pytest.param("The Hobbit", Query(QueryKind.TEXT, "The Hobbit"), id="title-word-vetoes"),
+        pytest.param("Children of Dune", Query(QueryKind.TEXT, "Children of Dune"), id="of-vetoes"),
+        pytest.param("DUNE MESSIAH", Query(QueryKind.TEXT, "DUNE MESSIAH"), id="shouting"),
+        pytest.param("Catch 22", Query(QueryKind.TEXT, "Catch 22"), id="digits"),
+        pytest.param("Frank Herbert 1965", Query(QueryKind.TEXT, "Frank Herbert 1965"), id="year"),
+        pytest.param("Tolkien J.", Query(QueryKind.TEXT, "Tolkien J."), id="initial-last"),
+        pytest.param("B08ZYQT962", Query(QueryKind.TEXT, "B08ZYQT962"), id="asin"),
+        pytest.param("", Query(QueryKind.TEXT, ""), id="empty"),
+        pytest.param(
+            "\uff41\uff55\uff54\uff48\uff4f\uff52:Herbert",
+            Query(QueryKind.AUTHOR, "Herbert"),
+            id="full-width-prefix",
+        ),
+        pytest.param(
+            "ISBN 0441013597",
+            Query(QueryKind.ISBN, "ISBN 0441013597", "9780441013593"),
+            id="isbn-word",
+        ),
+    ],
+)
+def test_classify(q: str, expected: Query) -> None:
+    """classify() follows prefix, then ISBN check digit, then name shape, else TEXT."""
+    assert classify(q) == expected
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        pytest.param("isbn:0441013598", id="bad-check-digit"),
+        pytest.param("isbn:", id="empty"),
+        pytest.param("ISBN: dune", id="not-digits"),
+    ],
+)
+def test_classify_rejects_invalid_isbn_prefix(q: str) -> None:
+    """An isbn: prefix with no valid ISBN raises InvalidInput for param q."""
+    with pytest.raises(InvalidInput, match="not a valid ISBN") as info:
+        classify(q)
+    assert info.value.param == "q"
+    assert info.value.__cause__ is not None
+
+
+def test_query_is_frozen() -> None:
+    """Query is an immutable value."""
+    query = classify("Frank Herbert")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        query.text = "x"  # type: ignore[misc]
+
+
+def test_query_kind_values_are_strings() -> None:
+    """QueryKind members compare equal to their lowercase wire names."""
+    assert [str(kind) for kind in QueryKind] == ["isbn", "author", "title", "text"]
+    assert QueryKind("author") is QueryKind.AUTHOR
+
+
+_ISBN_PREFIX = re.compile(r"isbn\s*:", re.IGNORECASE)
+
+
+@given(st.text())
+def test_classify_never_raises_without_isbn_prefix(q: str) -> None:
+    """Any text without an isbn: prefix classifies, with display-normalized text."""
+    assume(_ISBN_PREFIX.match(normalize_display(q)) is None)
+    query = classify(q)
+    assert query.kind in QueryKind
+    assert (query.isbn13 is not None) is (query.kind is QueryKind.ISBN)
+    if query.kind is QueryKind.TEXT:
+        assert query.text == normalize_display(q)
+
+
+@given(st.from_regex(r"[A-Za-z0-9 :.'-]{0,40}", fullmatch=True))
+def test_classify_never_raises_on_query_like_text(q: str) -> None:
+    """ASCII query-shaped text (no isbn: prefix) always classifies."""
+    assume(_ISBN_PREFIX.match(normalize_display(q)) is None)
+    assert isinstance(classify(q), Query)
