@@ -1,0 +1,84 @@
+"""The runtime adapter over the strict fakes: the one place JS-shaped values are converted."""
+
+from __future__ import annotations
+
+from workers import JsDict
+from workers import Request as RuntimeRequest
+
+from bookmeta import FakeClock, Request
+from bookmeta.runtime import (
+    KVBinding,
+    R2Binding,
+    RuntimeEnv,
+    read_request,
+    to_python,
+    to_runtime_response,
+)
+from harness import FakeContext, FakeKV, FakeR2, FakeSecret
+from harness.system import FakeEnv
+
+
+async def test_request_round_trip() -> None:
+    """A runtime request becomes a Request with lower-case headers and its body."""
+    raw = RuntimeRequest(
+        "https://w.test/a?b=1", method="POST", headers={"X-Thing": "v"}, body="hello"
+    )
+    got = await read_request(raw)
+    assert got == Request("POST", "https://w.test/a?b=1", {"x-thing": "v"}, b"hello")
+
+
+def test_null_body_statuses_send_no_body() -> None:
+    """204 responses are built without a body (the runtime refuses one)."""
+    from bookmeta import Response
+
+    resp = to_runtime_response(Response(204, b"", {"x": "y"}))
+    assert resp.status == 204
+
+
+async def test_secret_from_store_or_plain_string() -> None:
+    """Secrets come from a Secrets Store binding or a plain string; missing ones are None."""
+    env = RuntimeEnv(
+        FakeEnv({"A": FakeSecret("store-value"), "B": "plain", "C": FakeSecret(None)}),
+        FakeContext(),
+    )
+    assert await env.secret("A") == "store-value"
+    assert await env.secret("B") == "plain"
+    assert await env.secret("C") is None
+    assert await env.secret("D") is None
+
+
+async def test_kv_binding_converts_options_and_listing() -> None:
+    """put() sends expirationTtl/metadata; list() pages until complete."""
+    kv = KVBinding(FakeKV(clock=FakeClock(0.0)))
+    for i in range(3):
+        await kv.put(f"k{i}", "v", ttl_s=60, metadata={"i": i})
+    entry = await kv.get_with_metadata("k1")
+    assert entry.value == "v"
+    assert entry.metadata == {"i": 1}
+    assert type(entry.metadata) is dict
+    page = await kv.list("k", limit=2)
+    assert page.keys == ["k0", "k1"]
+    rest = await kv.list("k", cursor=page.cursor)
+    assert rest.keys == ["k2"]
+    assert rest.cursor is None
+
+
+async def test_r2_binding_reads_body_and_metadata() -> None:
+    """get() returns body and custom metadata; head() returns metadata only."""
+    r2 = R2Binding(FakeR2())
+    await r2.put("x", "body", custom_metadata={"a": "b"}, content_type="text/csv")
+    blob = await r2.get("x")
+    assert blob is not None
+    assert blob.text() == "body"
+    assert blob.custom_metadata == {"a": "b"}
+    assert blob.content_type == "text/csv"
+    assert await r2.head("x") == {"a": "b"}
+    assert await r2.get("nope") is None
+
+
+def test_to_python_unwraps_rpc_values() -> None:
+    """Dict subclasses become dicts, memoryview bytes, recursively."""
+    got = to_python(JsDict(a=[JsDict(b=memoryview(b"x"))]))
+    assert got == {"a": [{"b": b"x"}]}
+    assert type(got) is dict
+    assert type(got["a"][0]) is dict

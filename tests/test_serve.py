@@ -1,0 +1,57 @@
+"""The shared request wrapper: request id, timing header, logs, last-resort 500."""
+
+from __future__ import annotations
+
+import json
+
+from bookmeta import FakeClock, Log, Metrics, Request, Response, json_response, serve
+
+
+async def test_request_id_is_kept_and_timing_added() -> None:
+    """A sane caller request id is echoed; x-response-time is set; one log line per request."""
+    lines: list[str] = []
+    clock = FakeClock(5.0)
+
+    async def handler(request: Request, log: Log) -> Response:
+        clock.advance(0.25)
+        return json_response({"ok": True})
+
+    resp = await serve(
+        Request("GET", "https://w.test/x", {"x-request-id": "abc-123"}),
+        handler,
+        worker="w",
+        metrics=Metrics(),
+        clock=clock,
+        sink=lines.append,
+    )
+    assert resp.headers["x-request-id"] == "abc-123"
+    assert resp.headers["x-response-time"] == "250.0ms"
+    record = json.loads(lines[-1])
+    assert record["rid"] == "abc-123"
+    assert record["status"] == 200
+
+
+async def test_crash_becomes_json_500_without_trace() -> None:
+    """An unexpected exception is a JSON 500 carrying the request id, never a traceback."""
+    lines: list[str] = []
+    metrics = Metrics()
+
+    async def handler(request: Request, log: Log) -> Response:
+        raise ZeroDivisionError("secret internals")
+
+    resp = await serve(
+        Request("GET", "https://w.test/x", {"x-request-id": "bad id with spaces"}),
+        handler,
+        worker="w",
+        metrics=metrics,
+        clock=FakeClock(),
+        sink=lines.append,
+    )
+    body = resp.json()
+    assert resp.status == 500
+    assert body["error"]["code"] == "internal_error"
+    assert "Traceback" not in resp.text()
+    assert "secret internals" not in resp.text()
+    assert resp.headers["x-request-id"] != "bad id with spaces"
+    assert metrics.counters["http.5xx"] == 1
+    assert any(json.loads(line)["event"] == "request.crashed" for line in lines)
