@@ -3,8 +3,16 @@ SHELL := /bin/bash
 PY ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_STAMP := .venv/.synced
+NPM ?= npm
+NODE_STAMP := node_modules/.stamp
+# Pinned wrangler (package.json) run by the pinned Node 22 from node_modules (wrangler 4 needs
+# Node >= 22; the system node may be older): scripts/wrangler.sh = node_modules/.bin/node wrangler.js
+WRANGLER := $(CURDIR)/scripts/wrangler.sh
+ENV ?=
+UPSTREAM ?=
+CONFIGS := isbndb_worker books_api_proxy cache_warmer
 
-.PHONY: test lint bench dev deploy format
+.PHONY: test lint bench dev deploy format vendor dry-run
 
 .tools/bin/uv:
 	$(PY) -m venv .tools
@@ -14,7 +22,7 @@ $(VENV_STAMP): pyproject.toml uv.lock shared/pyproject.toml | $(UV)
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-test: $(VENV_STAMP)
+test: $(VENV_STAMP) $(NODE_STAMP)
 	$(UV) run --frozen pytest
 
 lint: $(VENV_STAMP)
@@ -25,3 +33,26 @@ lint: $(VENV_STAMP)
 format: $(VENV_STAMP)
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
+
+$(NODE_STAMP): package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# python_modules/ for the Workers runtime (downloads Pyodide packages: needs network, not in `test`).
+vendor: $(VENV_STAMP)
+	cd wrangler.toml.d && $(UV) run --frozen --project .. pywrangler sync
+
+# Offline validation of every config x env (what tests/test_configs.py also runs).
+dry-run: $(NODE_STAMP)
+	@set -e; for c in $(CONFIGS); do for e in "" staging production fixtures; do \
+	  echo "--> $$c $${e:-dev}"; \
+	  $(WRANGLER) deploy --dry-run --outdir .wrangler/dry-run/$$c$${e:+-$$e} \
+	    -c wrangler.toml.d/$$c.toml $${e:+--env $$e} >/dev/null; done; done
+
+# make dev [UPSTREAM=fixtures] [PRIMARY=proxy|isbndb|warmer] [PORT=8787]
+dev: $(VENV_STAMP) $(NODE_STAMP)
+	UV="$(UV)" WRANGLER="$(WRANGLER)" UPSTREAM="$(UPSTREAM)" scripts/dev.sh
+
+# make deploy ENV=staging|production
+deploy: $(VENV_STAMP) $(NODE_STAMP)
+	UV="$(UV)" WRANGLER="$(WRANGLER)" scripts/deploy.sh "$(ENV)"

@@ -65,9 +65,9 @@ def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[st
     """Worker specs from every `*.toml` config in ``config_dir`` (optionally one environment)."""
     specs: dict[str, WorkerSpec] = {}
     for path in sorted(config_dir.glob("*.toml")):
-        if path.name == "pyproject.toml":
-            continue
         top = tomllib.loads(path.read_text())
+        if "main" not in top:
+            continue  # e.g. pyproject.toml, or the wrangler.toml pywrangler reads for its flags
         section = top if env is None else top.get("env", {}).get(env, {})
         main = (path.parent / top["main"]).resolve()
         spec = WorkerSpec(
