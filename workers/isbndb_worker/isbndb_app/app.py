@@ -1,0 +1,257 @@
+"""The ISBNdb worker's API: HTTP routes and the same operations as RPC methods.
+
+Each operation returns its JSON body (a plain dict) or a `Failure`; HTTP renders a failure
+as a JSON error response, RPC returns ``{"error": {..., "status", "retryAfter"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from bookmeta import (
+    BookmetaError,
+    InvalidInput,
+    Log,
+    Request,
+    Response,
+    Router,
+    WorkerEnv,
+    json_response,
+    serve,
+)
+
+from . import validation
+from .catalog import Catalog
+from .client import HttpSession, IsbndbClient
+from .config import API_KEY_SECRET, MAX_BODY_BYTES, VERSION, WORKER, Settings
+from .errors import Failure, config_error, failure_for, not_configured, not_found
+from .isolate import Isolate, State
+
+Body = dict[str, Any]
+Outcome = Body | Failure
+
+
+class App:
+    """One invocation's view of the worker: settings, isolate state, routes and operations."""
+
+    def __init__(
+        self,
+        env: WorkerEnv,
+        isolate: Isolate,
+        *,
+        http_factory: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
+    ) -> None:
+        self._env = env
+        self._metrics = isolate.metrics
+        self._config_failure: Failure | None = None
+        try:
+            self._settings = Settings.from_env(env)
+        except InvalidInput as exc:
+            self._settings = Settings()
+            self._config_failure = config_error(exc)
+        self._state: State = isolate.state(self._settings, env.clocks)
+        self._session = HttpSession(http_factory)
+        self._log: Log | None = None
+        self._router = Router()
+        self._router.add("GET", "/author/{name}", self._http_author)
+        self._router.add("GET", "/book/{isbn}", self._http_book)
+        self._router.add("POST", "/books", self._http_books)
+        self._router.add("GET", "/health", self._http_health)
+        self._router.add("GET", "/metrics", self._http_metrics)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer an HTTP request (JSON always; request id and timing headers added)."""
+
+        async def handler(req: Request, log: Log) -> Response:
+            self._log = log
+            return await self._router.dispatch(req)
+
+        return await serve(
+            request, handler, worker=WORKER, metrics=self._metrics, clock=self._env.clocks.monotonic
+        )
+
+    async def _http_author(self, request: Request, name: str) -> Response:
+        query = request.query
+        return _render(
+            await self._guard(
+                self._author(name, query.get("page"), query.get("pageSize"), query.get("language"))
+            )
+        )
+
+    async def _http_book(self, request: Request, isbn: str) -> Response:
+        return _render(await self._guard(self._book(isbn)))
+
+    async def _http_books(self, request: Request) -> Response:
+        async def parse_then_lookup() -> Outcome:
+            if len(request.body) > MAX_BODY_BYTES:
+                raise InvalidInput("body", f"body must be at most {MAX_BODY_BYTES} bytes")
+            payload = request.json()
+            if not isinstance(payload, dict) or "isbns" not in payload:
+                raise InvalidInput("isbns", 'body must be a JSON object {"isbns": [...]}')
+            return await self._books(payload["isbns"])
+
+        return _render(await self._guard(parse_then_lookup()))
+
+    async def _http_health(self, request: Request) -> Response:
+        return _render(await self._guard(self._health()))
+
+    async def _http_metrics(self, request: Request) -> Response:
+        return _render(await self._guard(self._metrics_body()))
+
+    # -- RPC (positional arguments; plain dict results) -------------------------------------
+
+    async def author(
+        self, name: Any, page: Any = None, page_size: Any = None, language: Any = None
+    ) -> Body:
+        """RPC ``author(name, page, page_size, language)`` -> the ``/author/{name}`` body."""
+        return await self._rpc("author", lambda: self._author(name, page, page_size, language))
+
+    async def book(self, isbn: Any) -> Body:
+        """RPC ``book(isbn)`` -> ``{"book": Book}`` or an error (404 ``not_found``)."""
+        return await self._rpc("book", lambda: self._book(isbn))
+
+    async def books(self, isbns: Any) -> Body:
+        """RPC ``books(isbns)`` -> ``{"books", "notFound", "invalid", "requested"}``."""
+        return await self._rpc("books", lambda: self._books(isbns))
+
+    async def health(self) -> Body:
+        """RPC ``health()`` -> the ``/health`` body."""
+        return await self._rpc("health", self._health)
+
+    async def metrics(self) -> Body:
+        """RPC ``metrics()`` -> the ``/metrics`` body."""
+        return await self._rpc("metrics", self._metrics_body)
+
+    async def _rpc(self, method: str, op: Callable[[], Awaitable[Outcome]]) -> Body:
+        self._metrics.incr(f"rpc.{method}")
+        try:
+            outcome = await self._guard(op())
+        except Exception as exc:  # RPC has no serve(): answer like its JSON 500, never raise
+            Log(WORKER, "rpc").error("rpc.crashed", method=method, error=type(exc).__name__)
+            outcome = Failure(500, "internal_error", f"unexpected error in {method}")
+        return outcome.rpc() if isinstance(outcome, Failure) else outcome
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def _guard(self, op: Awaitable[Outcome]) -> Outcome:
+        try:
+            return await op
+        except BookmetaError as exc:
+            failure = failure_for(exc)
+            self._metrics.incr(f"failure.{failure.code}")
+            return failure
+        finally:
+            await self._session.aclose()
+
+    async def _catalog(self) -> Catalog | Failure:
+        if self._config_failure is not None:
+            return self._config_failure
+        api_key = await self._api_key()
+        if api_key is None:
+            return not_configured()
+        client = IsbndbClient(
+            session=self._session,
+            base_url=self._settings.base_url,
+            api_key=api_key,
+            breaker=self._state.breaker,
+            limiter=self._state.limiter,
+            clocks=self._env.clocks,
+            metrics=self._metrics,
+            log=self._log,
+        )
+        return Catalog(
+            client=client, state=self._state, settings=self._settings, metrics=self._metrics
+        )
+
+    async def _api_key(self) -> str | None:
+        key = (await self._env.secret(API_KEY_SECRET) or "").strip()
+        # It goes into a header as is: anything but visible ASCII would break the request.
+        if not key or not key.isascii() or not key.isprintable() or " " in key:
+            return None
+        return key
+
+    async def _author(self, name: Any, page: Any, page_size: Any, language: Any) -> Outcome:
+        clean_name = validation.author_name(name)
+        page_no = validation.page(page)
+        size = validation.page_size(page_size, maximum=self._settings.max_books_per_author)
+        lang = validation.language(language)
+        catalog = await self._catalog()
+        if isinstance(catalog, Failure):
+            return catalog
+        return await catalog.author(clean_name, page_no, size, lang)
+
+    async def _book(self, isbn: Any) -> Outcome:
+        isbn13 = validation.isbn(isbn)
+        catalog = await self._catalog()
+        if isinstance(catalog, Failure):
+            return catalog
+        book = await catalog.book(isbn13)
+        return not_found(isbn13) if book is None else {"book": book.as_dict()}
+
+    async def _books(self, isbns: Any) -> Outcome:
+        batch = validation.isbn_batch(isbns)
+        found: list[Any] = []
+        missing: list[str] = []
+        if batch.valid:
+            catalog = await self._catalog()
+            if isinstance(catalog, Failure):
+                return catalog
+            books, missing = await catalog.books(batch.valid)
+            found = [book.as_dict() for book in books]
+        return {
+            "books": found,
+            "notFound": missing,
+            "invalid": batch.invalid,
+            "requested": len(batch.valid),
+        }
+
+    async def _health(self) -> Outcome:
+        body: Body = {
+            "worker": WORKER,
+            "version": VERSION,
+            "apiKeyConfigured": await self._api_key() is not None,
+            "upstream": self._settings.base_url,
+            "breaker": self._state.breaker.snapshot(),
+            "rateLimit": {
+                "minIntervalMs": self._settings.rate_limit_ms,
+                **self._state.limiter.snapshot(),
+            },
+            "bulkLimit": self._settings.bulk_limit,
+            "maxBooksPerAuthor": self._settings.max_books_per_author,
+        }
+        if self._config_failure is not None:
+            body["configError"] = self._config_failure.message
+        return body
+
+    async def _metrics_body(self) -> Outcome:
+        return {
+            "worker": WORKER,
+            "version": VERSION,
+            **self._metrics.snapshot(),
+            "breaker": self._state.breaker.snapshot(),
+            "rateLimit": self._state.limiter.snapshot(),
+            "cache": {
+                "books": self._state.books.snapshot(),
+                "notFound": self._state.not_found.snapshot(),
+                "authors": self._state.authors.snapshot(),
+            },
+        }
+
+
+def _render(outcome: Outcome) -> Response:
+    return outcome.response() if isinstance(outcome, Failure) else json_response(outcome)
+
+
+def build_app(
+    env: WorkerEnv,
+    isolate: Isolate,
+    *,
+    http_factory: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
+) -> App:
+    """The app for one invocation: vars from ``env``, long-lived state from ``isolate``."""
+    return App(env, isolate, http_factory=http_factory)

@@ -1,0 +1,138 @@
+"""The three look-ups (author page, one book, many books), in-isolate caches first.
+
+Author pages and books found on them fill the book cache; a book ISBNdb does not know is
+remembered briefly (ISBNdb indexes new books within minutes to a day, and a spent daily
+quota also answers 404).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from bookmeta import Metrics
+
+from .books import AuthorPage, Book, parse_author_response, parse_book_response, parse_bulk_response
+from .client import IsbndbClient
+from .config import AUTHOR_TTL_S, MAX_PAGE, NOT_FOUND_TTL_S, Settings
+from .isolate import State
+
+MAX_AUTHOR_RESULTS = MAX_PAGE  # ISBNdb stops paging at 10,000 results
+
+
+def author_path(name: str) -> str:
+    """The upstream path for ``name``: one fully encoded segment (``/``, ``?``, ``#`` too)."""
+    return "/author/" + quote(name, safe="")
+
+
+class Catalog:
+    """ISBNdb look-ups for one invocation, sharing the isolate's caches."""
+
+    def __init__(
+        self, *, client: IsbndbClient, state: State, settings: Settings, metrics: Metrics
+    ) -> None:
+        self._client = client
+        self._state = state
+        self._settings = settings
+        self._metrics = metrics
+
+    async def author(
+        self, name: str, page: int, page_size: int, language: str | None
+    ) -> dict[str, Any]:
+        """One page of an author's books; ``hasMore`` when ISBNdb filled the page."""
+        key = (name, page, page_size, language)
+        result = self._state.authors.get(key)
+        self._metrics.incr("cache.author." + ("hit" if result is not None else "miss"))
+        if result is None:
+            params: dict[str, str | int] = {"page": page, "pageSize": page_size}
+            if language is not None:
+                params["language"] = language
+            response = await self._client.get(author_path(name), params)
+            if response.status == 404:  # ISBNdb's answer for an author it does not know
+                result, ttl_s = AuthorPage([], 0), NOT_FOUND_TTL_S
+            else:
+                result, ttl_s = parse_author_response(response.data), AUTHOR_TTL_S
+            self._state.authors.set(key, result, ttl_s=ttl_s)
+            for book in result.books:
+                self._state.books.set(book.isbn13, book)
+        # ISBNdb sends no total: a full page means there may be more (counting skipped entries).
+        has_more = result.raw_count == page_size and page * page_size < MAX_AUTHOR_RESULTS
+        return {
+            "author": name,
+            "page": page,
+            "pageSize": page_size,
+            "books": [book.as_dict() for book in result.books],
+            "hasMore": has_more,
+        }
+
+    async def book(self, isbn13: str) -> Book | None:
+        """The book for a canonical ISBN-13, or None when ISBNdb does not know it."""
+        cached = self._cached(isbn13)
+        if cached is not None or self._known_missing(isbn13):
+            return cached
+        response = await self._client.get(f"/book/{isbn13}")
+        book = None if response.status == 404 else parse_book_response(response.data)
+        if book is None:
+            self._state.not_found.set(isbn13, True)
+            return None
+        self._remember(isbn13, book)
+        return book
+
+    async def books(self, isbns: list[str]) -> tuple[list[Book], list[str]]:
+        """Books for distinct canonical ISBN-13s, and those not found (both in request order).
+
+        ISBNs neither cached nor known missing go to ISBNdb's bulk endpoint in chunks of
+        ``bulk_limit``; a returned book matches every ISBN it lists (isbn13, isbn,
+        other_isbns). One failing chunk fails the call; earlier chunks stay cached.
+        """
+        found: dict[str, Book] = {}
+        missing: set[str] = set()
+        to_fetch: list[str] = []
+        for isbn13 in isbns:
+            cached = self._cached(isbn13)
+            if cached is not None:
+                found[isbn13] = cached
+            elif self._known_missing(isbn13):
+                missing.add(isbn13)
+            else:
+                to_fetch.append(isbn13)
+        limit = self._settings.bulk_limit
+        for start in range(0, len(to_fetch), limit):
+            chunk = to_fetch[start : start + limit]
+            response = await self._client.post("/books", {"isbns": chunk})
+            index: dict[str, Book] = {}
+            if response.status != 404:
+                for book, aliases in parse_bulk_response(response.data):
+                    for alias in aliases:
+                        index.setdefault(alias, book)
+            for isbn13 in chunk:
+                match = index.get(isbn13)
+                if match is not None:
+                    found[isbn13] = match
+                    self._remember(isbn13, match)
+                else:
+                    missing.add(isbn13)
+                    # A 404 for a whole chunk is more likely a spent quota: do not remember it.
+                    if response.status != 404:
+                        self._state.not_found.set(isbn13, True)
+        unique: dict[str, Book] = {}
+        for isbn13 in isbns:
+            if isbn13 in found:
+                unique.setdefault(found[isbn13].isbn13, found[isbn13])
+        return list(unique.values()), [i for i in isbns if i in missing]
+
+    def _cached(self, isbn13: str) -> Book | None:
+        book = self._state.books.get(isbn13)
+        self._metrics.incr("cache.book." + ("hit" if book is not None else "miss"))
+        return book
+
+    def _known_missing(self, isbn13: str) -> bool:
+        missing = self._state.not_found.get(isbn13) is not None
+        if missing:
+            self._metrics.incr("cache.book.not_found_hit")
+        return missing
+
+    def _remember(self, isbn13: str, book: Book) -> None:
+        self._state.books.set(isbn13, book)
+        self._state.books.set(book.isbn13, book)
+        self._state.not_found.delete(isbn13)
