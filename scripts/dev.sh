@@ -85,11 +85,11 @@ case "$PRIMARY" in
     ;;
   warmer)
     echo "  curl '$BASE/health'"
-    echo "  curl -X POST --data-binary @library.csv -H 'Authorization: Bearer $TOKEN' '$BASE/libraries'"
+    echo "  curl -X POST --data-binary @library.csv -H 'Content-Type: text/csv' -H 'Authorization: Bearer $TOKEN' '$BASE/libraries'"
     ;;
 esac
 echo "  (PRIMARY=proxy: /search/auto?q=...; PRIMARY=isbndb: /author/...; PRIMARY=warmer: /health, upload)"
-echo "  crons: curl '$BASE/cdn-cgi/handler/scheduled?cron=*/15+*+*+*+*' (PRIMARY=warmer)"
+echo "  crons: curl '$BASE/cdn-cgi/local/scheduled?cron=*/15+*+*+*+*' (PRIMARY=warmer)"
 [[ -z "$FIXTURE_PID" ]] || echo "  fixture upstream: curl http://127.0.0.1:$FIXTURE_PORT/__calls"
 echo
 

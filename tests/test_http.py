@@ -118,3 +118,13 @@ def test_error_shape() -> None:
     resp = error_response(418, "teapot", "short and stout", details={"hint": "ü"})
     assert resp.headers["content-type"].startswith("application/json")
     assert resp.json() == {"error": {"code": "teapot", "message": "short and stout", "hint": "ü"}}
+
+
+def test_invalid_isbn_and_config_errors() -> None:
+    """A bad ISBN is the caller's 400; a malformed var is the deployment's 500."""
+    from bookmeta import ConfigError, InvalidISBN
+
+    bad_isbn = response_for_error(InvalidISBN("check digit does not match"))
+    assert (bad_isbn.status, bad_isbn.json()["error"]["param"]) == (400, "isbn")
+    bad_var = response_for_error(ConfigError("CACHE_HOT_TTL", "var CACHE_HOT_TTL must be >= 60"))
+    assert (bad_var.status, bad_var.json()["error"]["var"]) == (500, "CACHE_HOT_TTL")

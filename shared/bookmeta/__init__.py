@@ -11,6 +11,7 @@ from ._env import Clocks, Service, WorkerEnv, current_clocks, int_var, use_clock
 from ._errors import (
     BookmetaError,
     CircuitOpen,
+    ConfigError,
     InvalidInput,
     InvalidISBN,
     RateLimited,
@@ -60,6 +61,7 @@ __all__ = [
     "CircuitOpen",
     "Clock",
     "Clocks",
+    "ConfigError",
     "FakeClock",
     "InvalidISBN",
     "InvalidInput",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._clock import Clock, Sleep
-from ._errors import InvalidInput
+from ._errors import ConfigError
 from ._http import Request, Response
 from ._stores import BlobStore, KVStore
 
@@ -76,12 +76,12 @@ class WorkerEnv(Protocol):
 
 
 def int_var(env: WorkerEnv, name: str, default: int, *, minimum: int | None = None) -> int:
-    """An integer var; a malformed value is a configuration error naming the var."""
+    """An integer var; a malformed value raises ConfigError naming the var."""
     raw = env.var(name, str(default)).strip()
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(name, f"var {name} must be an integer, got {raw!r}") from None
+        raise ConfigError(name, f"var {name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
-        raise InvalidInput(name, f"var {name} must be >= {minimum}, got {value}")
+        raise ConfigError(name, f"var {name} must be >= {minimum}, got {value}")
     return value

@@ -7,6 +7,7 @@ Foreign errors (httpx, JSON, runtime) are translated at the edge with ``raise ..
     BookmetaError
     ├── InvalidISBN (ValueError)      input is not a valid ISBN-10/13
     ├── InvalidInput (ValueError)     a parameter is malformed or out of range (``param``)
+    ├── ConfigError                   a var is malformed: the deployment's fault (``name``)
     ├── UpstreamError                 a provider failed (``provider``, ``status``)
     │   └── RateLimited               the provider said 429 (``retry_after_s``)
     └── CircuitOpen                   the breaker for a dependency fails fast (``retry_after_s``)
@@ -31,6 +32,14 @@ class InvalidInput(BookmetaError, ValueError):  # noqa: N818
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+
+
+class ConfigError(BookmetaError):
+    """A worker var is malformed; ``name`` names it. Answered as a 500, not a 400."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class UpstreamError(BookmetaError):

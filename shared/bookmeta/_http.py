@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._errors import BookmetaError, CircuitOpen, InvalidInput, RateLimited, UpstreamError
+from ._errors import (
+    BookmetaError,
+    CircuitOpen,
+    ConfigError,
+    InvalidInput,
+    InvalidISBN,
+    RateLimited,
+    UpstreamError,
+)
 
 log = logging.getLogger("bookmeta.http")
 
@@ -129,6 +137,10 @@ def response_for_error(exc: BookmetaError) -> Response:
     """Map the shared exception tree to HTTP; the message never carries secrets."""
     if isinstance(exc, InvalidInput):
         return error_response(400, "invalid_input", str(exc), details={"param": exc.param})
+    if isinstance(exc, InvalidISBN):
+        return error_response(400, "invalid_isbn", str(exc), details={"param": "isbn"})
+    if isinstance(exc, ConfigError):
+        return error_response(500, "config_error", str(exc), details={"var": exc.name})
     if isinstance(exc, CircuitOpen):
         return error_response(
             503,

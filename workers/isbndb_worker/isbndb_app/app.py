@@ -13,6 +13,7 @@ import httpx
 
 from bookmeta import (
     BookmetaError,
+    ConfigError,
     InvalidInput,
     Log,
     Request,
@@ -49,7 +50,7 @@ class App:
         self._config_failure: Failure | None = None
         try:
             self._settings = Settings.from_env(env)
-        except InvalidInput as exc:
+        except ConfigError as exc:
             self._settings = Settings()
             self._config_failure = config_error(exc)
         self._state: State = isolate.state(self._settings, env.clocks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bookmeta import InvalidInput, WorkerEnv, int_var
+from bookmeta import ConfigError, WorkerEnv, int_var
 
 WORKER = "isbndb_worker"
 VERSION = "1.0.0"
@@ -48,12 +48,12 @@ class Settings:
         """Parse the vars.
 
         Raises:
-            InvalidInput: a var is malformed (it names the var).
+            ConfigError: a var is malformed (it names the var).
         """
         base_url = env.var("ISBNDB_BASE_URL", DEFAULT_BASE_URL).strip().rstrip("/")
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise InvalidInput("ISBNDB_BASE_URL", f"var ISBNDB_BASE_URL is not a URL: {base_url!r}")
+            raise ConfigError("ISBNDB_BASE_URL", f"var ISBNDB_BASE_URL is not a URL: {base_url!r}")
         return cls(
             base_url=base_url,
             rate_limit_ms=int_var(env, "RATE_LIMIT_MS", 100, minimum=0),

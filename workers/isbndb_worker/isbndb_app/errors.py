@@ -14,6 +14,7 @@ from typing import Any
 from bookmeta import (
     BookmetaError,
     CircuitOpen,
+    ConfigError,
     InvalidInput,
     InvalidISBN,
     RateLimited,
@@ -73,9 +74,9 @@ def not_found(isbn13: str) -> Failure:
     return Failure(404, "not_found", f"ISBNdb has no book with ISBN {isbn13}")
 
 
-def config_error(exc: InvalidInput) -> Failure:
+def config_error(exc: ConfigError) -> Failure:
     """A var is malformed: the worker cannot serve until it is fixed."""
-    return Failure(500, "config_error", str(exc), details={"var": exc.param})
+    return Failure(500, "config_error", str(exc), details={"var": exc.name})
 
 
 def failure_for(exc: BookmetaError) -> Failure:
