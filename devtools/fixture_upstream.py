@@ -9,7 +9,8 @@ One server answers for all providers under path prefixes, so the workers' base-U
 Responses follow the shapes in REFERENCE.md, built from ``devtools/fixtures/catalogue.json``.
 Control endpoints (not part of any real API):
 
-* ``GET /__calls``   -> ``{"counts": {"google": n, "isbndb": n, "openlibrary": n},
+* ``GET /__calls``   -> ``{"counts": {"google": n, "isbndb": n, "openlibrary": n}, "by_kind":
+  {"isbndb.isbn": n, "isbndb.author": n, "google.search": n, ...},
   "requests": [...], "faults": {...}}``
 * ``POST /__reset``  -> clears counts, recorded requests and faults
 * ``POST /__faults`` -> body like ``{"isbndb": {"status": 500, "times": 3}}`` or
@@ -198,6 +199,17 @@ def default_error_body(provider: str, status: int) -> Json:
     return {"error": f"fixture fault {status}"}
 
 
+def call_kind(provider: str, path: str) -> str:
+    """``isbn`` for look-ups by ISBN, ``author`` or ``search`` otherwise (for cost accounting)."""
+    split = urlsplit(path)
+    if provider == "isbndb":
+        return "author" if "/author/" in split.path else "isbn"
+    if provider == "google":
+        q = parse_qs(split.query).get("q", [""])[0]
+        return "isbn" if q.startswith("isbn:") else "search"
+    return "isbn" if split.path.endswith("/api/books") else "search"
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -206,20 +218,29 @@ class FixtureState:
 
     def __init__(self, books: list[Json]) -> None:
         self.books = books
+        self._by_isbn: dict[str, Json] = {}
+        for book in books:
+            for key in (book["isbn10"], book["isbn13"]):
+                if key:
+                    self._by_isbn.setdefault(key, book)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = dict.fromkeys(PROVIDERS, 0)
+        self.by_kind: dict[str, int] = {}
         self.requests: list[Json] = []
         self.faults: dict[str, Json] = {}
 
     def reset(self) -> None:
         with self.lock:
             self.counts = dict.fromkeys(PROVIDERS, 0)
+            self.by_kind = {}
             self.requests = []
             self.faults = {}
 
     def record(self, provider: str, method: str, path: str, headers: dict[str, str]) -> None:
+        kind = f"{provider}.{call_kind(provider, path)}"
         with self.lock:
             self.counts[provider] += 1
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             self.requests.append(
                 {"provider": provider, "method": method, "path": path, "headers": headers}
             )
@@ -257,6 +278,7 @@ class FixtureState:
         with self.lock:
             return {
                 "counts": dict(self.counts),
+                "by_kind": dict(self.by_kind),
                 "requests": list(self.requests),
                 "faults": {k: dict(v) for k, v in self.faults.items()},
             }
@@ -264,11 +286,8 @@ class FixtureState:
     # ---- catalogue look-ups
 
     def by_isbn(self, isbn: str, provider: str) -> Json | None:
-        wanted = _digits(isbn)
-        for book in self.books:
-            if provider in book["providers"] and wanted in (book["isbn10"], book["isbn13"]):
-                return book
-        return None
+        book = self._by_isbn.get(_digits(isbn))
+        return book if book is not None and provider in book["providers"] else None
 
     def matching(
         self, provider: str, *, text: str = "", title: str = "", author: str = ""
@@ -535,9 +554,11 @@ class FixtureServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, *, verbose: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, *, verbose: bool = False, books: list[Json] | None = None
+    ) -> None:
         super().__init__((host, port), _Handler)
-        self.state = FixtureState(load_catalogue())
+        self.state = FixtureState(load_catalogue() if books is None else books)
         self.verbose = verbose
 
     @property
@@ -547,9 +568,14 @@ class FixtureServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def run_in_thread(port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve in a background thread; yields the base URL (``http://127.0.0.1:PORT``)."""
-    server = FixtureServer(host, port)
+def run_in_thread(
+    port: int = 0, host: str = "127.0.0.1", *, books: list[Json] | None = None
+) -> Iterator[str]:
+    """Serve in a background thread; yields the base URL (``http://127.0.0.1:PORT``).
+
+    ``books`` replaces the fixture catalogue (benchmarks serve a generated one).
+    """
+    server = FixtureServer(host, port, books=books)
     thread = threading.Thread(target=server.serve_forever, name="fixture-upstream", daemon=True)
     thread.start()
     try:

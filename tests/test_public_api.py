@@ -13,6 +13,7 @@ RUNTIME_MODULES = {"workers", "js", "pyodide"}
 
 def test_exported_names_are_pinned() -> None:
     """`__all__` is sorted, complete and importable."""
+
     def isort_style(name: str) -> tuple[int, str]:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 

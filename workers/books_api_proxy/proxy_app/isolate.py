@@ -1,0 +1,64 @@
+"""Per-isolate state: breakers, rate limiters, single-flight and metrics (no I/O, no randomness).
+
+Created once by the entry module and shared by every request the isolate serves. Time is read
+through ``current_clocks()`` at each use, so tests that install a fake clock drive it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookmeta import (
+    BreakerEvent,
+    BreakerRegistry,
+    Metrics,
+    RateLimiter,
+    SingleFlight,
+    current_clocks,
+)
+
+BREAKER_FAILURE_THRESHOLD = 3
+BREAKER_RESET_TIMEOUT_S = 30.0
+
+
+def _monotonic() -> float:
+    return current_clocks().monotonic()
+
+
+async def _sleep(seconds: float) -> None:
+    await current_clocks().sleep(seconds)
+
+
+class Isolate:
+    """What outlives one request: one breaker and one limiter per provider, in-flight loads."""
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
+        reset_timeout_s: float = BREAKER_RESET_TIMEOUT_S,
+    ) -> None:
+        self.metrics = Metrics()
+        self.single_flight: SingleFlight[str, Any] = SingleFlight()
+        self.breakers = BreakerRegistry(
+            failure_threshold=failure_threshold,
+            reset_timeout_s=reset_timeout_s,
+            clock=_monotonic,
+            on_change=self._on_breaker_change,
+        )
+        self._limiters: dict[str, RateLimiter] = {}
+
+    def limiter(self, provider: str, min_interval_ms: int) -> RateLimiter:
+        """The provider's limiter, created on first use with ``min_interval_ms``."""
+        limiter = self._limiters.get(provider)
+        if limiter is None:
+            limiter = RateLimiter.from_ms(min_interval_ms, clock=_monotonic, sleep=_sleep)
+            self._limiters[provider] = limiter
+        return limiter
+
+    def limiter_snapshot(self) -> dict[str, dict[str, Any]]:
+        """JSON-able view of the limiters created so far."""
+        return {name: self._limiters[name].snapshot() for name in sorted(self._limiters)}
+
+    def _on_breaker_change(self, event: BreakerEvent) -> None:
+        self.metrics.incr(f"breaker.{event.name}.{event.new.value}")

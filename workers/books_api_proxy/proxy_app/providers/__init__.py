@@ -1,0 +1,1 @@
+"""One module per upstream: a thin fetch half over a pure, table-tested parse/map half."""

@@ -1,0 +1,50 @@
+"""Defensive readers for provider JSON: wrong types read as missing, never raise."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def text(obj: Mapping[str, Any], name: str) -> str | None:
+    """A non-empty stripped string field, else None."""
+    value = obj.get(name)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def texts(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A list of non-empty strings (other entries dropped, duplicates removed, order kept)."""
+    value = obj.get(name)
+    if not isinstance(value, list):
+        return ()
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, str) and item.strip() and item.strip() not in out:
+            out.append(item.strip())
+    return tuple(out)
+
+
+def positive_int(obj: Mapping[str, Any], name: str) -> int | None:
+    """A positive integer field (ints or digit strings), else None."""
+    value = obj.get(name)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number > 0 else None
+    return None
+
+
+def mapping(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A nested object, or an empty one."""
+    value = obj.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def https(url: str) -> str:
+    """Upgrade a provider's ``http://`` image URL (mixed content breaks browser clients)."""
+    return "https://" + url[len("http://") :] if url.startswith("http://") else url

@@ -1,0 +1,131 @@
+"""ISBNdb through the ``ISBNDB_WORKER`` service binding (RPC), never ISBNdb directly.
+
+The isbndb worker returns normalized books (ARCHITECTURE.md) and, on failure, a dict
+``{"error": {"code", "message", "status", "retryAfter"}}`` which is turned back into our
+exception tree here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bookmeta import InvalidISBN, RateLimited, Service, UpstreamError, canonical, to_isbn10
+
+from ..dates import normalize_date
+from ..languages import normalize_language
+from ..model import Edition, Identifier, Provider
+from . import _fields as f
+
+PROVIDER: Provider = "isbndb"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What one ``books(isbns)`` call found, by ISBN-13, and what it did not."""
+
+    found: dict[str, Edition] = field(default_factory=dict)
+    not_found: list[str] = field(default_factory=list)
+
+
+def _subtitle(title: str, title_long: str | None) -> str | None:
+    if not title_long or title_long == title:
+        return None
+    for sep in (": ", " - ", " — "):
+        head = title + sep
+        if title_long.startswith(head) and title_long[len(head) :].strip():
+            return title_long[len(head) :].strip()
+    return None
+
+
+def parse_book(book: Mapping[str, Any]) -> Edition | None:
+    """Map one normalized Book; None without a title or a valid ISBN-13."""
+    title = f.text(book, "title") or f.text(book, "title_long")
+    raw_isbn = f.text(book, "isbn13") or f.text(book, "isbn10")
+    if title is None or raw_isbn is None:
+        return None
+    try:
+        isbn13 = canonical(raw_isbn)
+    except InvalidISBN:
+        return None
+    ids = [Identifier("ISBN_13", isbn13)]
+    isbn10 = to_isbn10(isbn13)
+    if isbn10 is not None:
+        ids.append(Identifier("ISBN_10", isbn10))
+    image = f.text(book, "image")
+    return Edition(
+        providers=(PROVIDER,),
+        title=title,
+        isbn13=isbn13,
+        subtitle=_subtitle(title, f.text(book, "title_long")),
+        authors=f.texts(book, "authors"),
+        publisher=f.text(book, "publisher"),
+        published_date=normalize_date(book.get("date_published")),
+        description=f.text(book, "synopsis"),
+        identifiers=tuple(ids),
+        page_count=f.positive_int(book, "pages"),
+        categories=f.texts(book, "subjects")[:5],
+        image_links={"smallThumbnail": image, "thumbnail": image} if image else {},
+        language=normalize_language(book.get("language")),
+    )
+
+
+def parse_books(items: Any) -> list[Edition]:
+    """Map a list of Books, skipping unusable entries."""
+    if not isinstance(items, list):
+        return []
+    parsed = (parse_book(b) for b in items if isinstance(b, Mapping))
+    return [edition for edition in parsed if edition is not None]
+
+
+def raise_for_error(result: Any) -> Mapping[str, Any]:
+    """Return an RPC result, or raise what its ``{"error": ...}`` describes.
+
+    Raises:
+        RateLimited: the worker reported a 429.
+        UpstreamError: any other error (``status`` kept, so a 404 does not trip a breaker),
+            or a result that is not an object.
+    """
+    if not isinstance(result, Mapping):
+        raise UpstreamError(PROVIDER, None, "unexpected RPC result")
+    error = result.get("error")
+    if error is None:
+        return result
+    err = error if isinstance(error, Mapping) else {}
+    status = err.get("status")
+    status = status if isinstance(status, int) and not isinstance(status, bool) else None
+    message = f.text(err, "code") or "error"
+    retry_after = err.get("retryAfter")
+    retry_s = float(retry_after) if isinstance(retry_after, int | float) else None
+    if status == 429:
+        raise RateLimited(PROVIDER, message, retry_after_s=retry_s)
+    raise UpstreamError(PROVIDER, status, message)
+
+
+async def fetch_author(
+    service: Service, name: str, *, page_size: int, language: str
+) -> list[Edition]:
+    """First page of an author's bibliography (one RPC call)."""
+    result = raise_for_error(await service.call("author", name, 1, page_size, language))
+    return parse_books(result.get("books"))
+
+
+async def fetch_book(service: Service, isbn13: str) -> Edition | None:
+    """One book by ISBN; None when the worker answers 404 ``not_found``."""
+    try:
+        result = raise_for_error(await service.call("book", isbn13))
+    except UpstreamError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    book = result.get("book")
+    return parse_book(book) if isinstance(book, Mapping) else None
+
+
+async def fetch_bulk(service: Service, isbns: Sequence[str]) -> BulkResult:
+    """Many books in one binding call (the isbndb worker chunks for its plan)."""
+    result = raise_for_error(await service.call("books", list(isbns)))
+    found = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
+    not_found = [i for i in isbns if i not in found]
+    return BulkResult(found, not_found)

@@ -1,0 +1,193 @@
+"""Search orchestration: classify, read through the two-tier cache, fan out, merge, shape.
+
+Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads):
+
+* an ISBN search is keyed ``isbn_key(isbn13)`` whatever ``maxResults`` is, and stores one
+  merged item; author/title/text searches are keyed ``search_key(kind, q, max_results=,
+  lang=, translations=)`` and store the final item list;
+* nothing found (every provider answered) is a short negative entry (``negative_ttl_s``);
+* a partial answer (some provider failed, another answered) is served with
+  ``failedProviders`` but never stored, so the next request asks the failed provider again
+  (its breaker keeps that cheap while it is down) and a stale entry is never overwritten
+  by a poorer answer; an entry past its cold TTL is preferred to a partial answer;
+* every provider failed: a stale entry of any age is served (``cache: "stale"``), else
+  ``AllProvidersFailed`` (503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from bookmeta import (
+    CircuitOpen,
+    InvalidInput,
+    QueryKind,
+    RateLimited,
+    TwoTierCache,
+    UpstreamError,
+    classify,
+    extract_isbn,
+    isbn_key,
+    search_key,
+)
+
+from .merge import merge
+from .model import Provider
+from .upstreams import Outcome, Upstreams
+from .validation import SearchParams
+from .volumes import keep_language, to_item
+
+DEFAULT_RETRY_AFTER_S = 30.0
+V = TypeVar("V")
+Schedule = Callable[[Coroutine[Any, Any, None]], None]
+_EXPLICIT_AUTHOR_RE = re.compile(r"\s*(inauthor|author)\s*:", re.IGNORECASE)
+
+
+class AllProvidersFailed(UpstreamError):  # noqa: N818 - reads as the condition, like CircuitOpen
+    """Every provider failed and nothing was cached: a 503 with ``retry_after_s``."""
+
+    def __init__(self, failed: Sequence[str], retry_after_s: float) -> None:
+        super().__init__("all", 503, "every provider failed: " + ", ".join(failed))
+        self.failed = list(failed)
+        self.retry_after_s = retry_after_s
+
+
+class _Partial(Exception):  # noqa: N818 - control flow, never leaves this module
+    """A partial answer: served to the caller, kept out of the cache."""
+
+    def __init__(self, value: Any, failed: list[str]) -> None:
+        super().__init__("partial answer")
+        self.value = value
+        self.failed = failed
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Items to return, which cache tier answered, and which providers failed."""
+
+    items: list[dict[str, Any]]
+    cache: str
+    failed: list[str] = field(default_factory=list)
+
+
+def retry_after(errors: Sequence[BaseException]) -> float:
+    """The soonest retry hint among the failures (breakers, 429s), else a default."""
+    hints = [
+        e.retry_after_s
+        for e in errors
+        if isinstance(e, CircuitOpen | RateLimited) and e.retry_after_s is not None
+    ]
+    positive = [h for h in hints if h > 0]
+    return max(1.0, min(positive)) if positive else DEFAULT_RETRY_AFTER_S
+
+
+def settle(outcomes: Sequence[Outcome], value: V) -> V:
+    """Return ``value`` when every provider answered; raise when some or all failed."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return value
+    if len(failed) == len(outcomes):
+        raise AllProvidersFailed(
+            [o.provider for o in failed], retry_after([o.error for o in failed if o.error])
+        )
+    raise _Partial(value, [o.provider for o in failed])
+
+
+def by_provider(outcomes: Sequence[Outcome]) -> dict[Provider, list[Any]]:
+    """The answered providers' editions, by provider."""
+    return {o.provider: list(o.editions) for o in outcomes if o.ok}
+
+
+class Searcher:
+    """The proxy's searches over one ``TwoTierCache`` and one ``Upstreams``."""
+
+    def __init__(
+        self,
+        cache: TwoTierCache,
+        upstreams: Upstreams,
+        *,
+        schedule: Schedule,
+        on_lookup: Callable[[str], None] = lambda source: None,
+    ) -> None:
+        self.cache = cache
+        self.upstreams = upstreams
+        self.schedule = schedule
+        self.on_lookup = on_lookup
+
+    async def _read_through(
+        self, key: str, loader: Callable[[], Awaitable[Any]]
+    ) -> tuple[Any, str, list[str]]:
+        try:
+            lookup = await self.cache.get_or_load(key, loader, schedule=self.schedule)
+        except _Partial as partial:
+            self.on_lookup("partial")
+            return partial.value, "miss", partial.failed
+        self.on_lookup(lookup.source)
+        return lookup.value, lookup.source, []
+
+    async def isbn(self, isbn13: str) -> SearchResult:
+        """One book by ISBN-13: its merged item, or no items."""
+
+        async def load() -> dict[str, Any] | None:
+            outcomes = await self.upstreams.by_isbn(isbn13)
+            merged = merge(by_provider(outcomes), exact_isbn13=isbn13)
+            item = to_item(merged[0]) if merged and merged[0].isbn13 == isbn13 else None
+            return settle(outcomes, item)
+
+        value, source, failed = await self._read_through(isbn_key(isbn13), load)
+        return SearchResult([value] if value else [], source, failed)
+
+    async def search(self, kind: QueryKind, params: SearchParams) -> SearchResult:
+        """An author, title or text search, cached with its parameters."""
+        key = search_key(
+            kind.value,
+            params.q,
+            max_results=params.max_results,
+            lang=params.lang,
+            translations=params.include_translations,
+        )
+        lang_filter = None if params.include_translations else params.lang
+
+        async def load() -> list[dict[str, Any]] | None:
+            outcomes = await self.upstreams.search(
+                kind.value, params.q, max_results=params.max_results, lang=lang_filter
+            )
+            exact = extract_isbn(params.q) if kind is QueryKind.TEXT else None
+            merged = merge(by_provider(outcomes), exact_isbn13=exact)
+            if lang_filter is not None:
+                merged = keep_language(merged, lang_filter)
+            items = [to_item(e) for e in merged[: params.max_results]]
+            return settle(outcomes, items or None)
+
+        value, source, failed = await self._read_through(key, load)
+        return SearchResult(list(value or [])[: params.max_results], source, failed)
+
+    async def auto(self, params: SearchParams) -> SearchResult:
+        """Classify ``q`` and run the matching search.
+
+        A name-like query (classified AUTHOR without an ``inauthor:`` prefix) that finds
+        nothing is retried as a text search: titles such as "Brave New World" look like names.
+
+        Raises:
+            InvalidInput: an ``isbn:`` prefix without a valid ISBN, or an empty prefixed query.
+        """
+        query = classify(params.q)
+        if query.kind is QueryKind.ISBN:
+            assert query.isbn13 is not None
+            return await self.isbn(query.isbn13)
+        text = _nonempty(query.text)
+        narrowed = SearchParams(text, params.max_results, params.include_translations, params.lang)
+        result = await self.search(query.kind, narrowed)
+        guessed = query.kind is QueryKind.AUTHOR and not _EXPLICIT_AUTHOR_RE.match(params.q)
+        if guessed and not result.items and not result.failed:
+            return await self.search(QueryKind.TEXT, narrowed)
+        return result
+
+
+def _nonempty(text: str) -> str:
+    if not text:
+        raise InvalidInput("q", "must not be empty after its prefix")
+    return text

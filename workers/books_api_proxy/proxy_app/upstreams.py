@@ -1,0 +1,243 @@
+"""The providers behind their breakers, rate limiters and timeouts.
+
+Each call returns an ``Outcome`` instead of raising, so one provider's failure never hides the
+others' answers. Only calls that really went upstream are counted (an open breaker's
+fail-fast is not a call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from bookmeta import BookmetaError, Clock, Service, UpstreamError
+
+from .config import Settings
+from .isolate import Isolate
+from .model import Edition, Provider
+from .providers import google, isbndb, openlibrary
+
+T = TypeVar("T")
+ClientFactory = Callable[[], httpx.AsyncClient]
+SecretGetter = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One provider's answer (``editions``) or failure (``error``)."""
+
+    provider: Provider
+    editions: list[Edition]
+    error: BookmetaError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the provider answered (possibly with nothing)."""
+        return self.error is None
+
+
+class Upstreams:
+    """Guarded calls to Google Books, ISBNdb (binding) and Open Library."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        isolate: Isolate,
+        *,
+        isbndb_service: Service | None,
+        google_key: SecretGetter,
+        wall_clock: Clock,
+        client_factory: ClientFactory = httpx.AsyncClient,
+    ) -> None:
+        self.settings = settings
+        self.isolate = isolate
+        self.isbndb_service = isbndb_service
+        self._google_key_getter = google_key
+        self._google_key: str | None = None
+        self._google_key_read = False
+        self._clock = wall_clock
+        self._client_factory = client_factory
+        self.calls: dict[str, int] = {"isbndb": 0, "openlibrary": 0, "google": 0}
+
+    async def _guard(self, provider: Provider, fetch: Callable[[], Awaitable[T]]) -> T:
+        breaker = self.isolate.breakers.get(provider)
+        limited = provider != "isbndb"  # the isbndb worker spaces its own calls
+
+        async def call() -> T:
+            if limited:
+                await self.isolate.limiter(provider, self.settings.rate_limit_ms).acquire()
+            self.calls[provider] += 1
+            self.isolate.metrics.incr(f"upstream.{provider}.calls")
+            return await asyncio.wait_for(fetch(), self.settings.provider_timeout_s)
+
+        try:
+            return await breaker.call(call)
+        except TimeoutError:
+            self.isolate.metrics.incr(f"upstream.{provider}.timeouts")
+            raise UpstreamError(provider, None, "timed out") from None
+        except BookmetaError:
+            self.isolate.metrics.incr(f"upstream.{provider}.errors")
+            raise
+
+    async def _outcome(
+        self, provider: Provider, fetch: Callable[[], Awaitable[list[Edition]]]
+    ) -> Outcome:
+        try:
+            return Outcome(provider, await self._guard(provider, fetch))
+        except BookmetaError as exc:
+            return Outcome(provider, [], exc)
+
+    async def _key(self) -> str | None:
+        if not self._google_key_read:
+            self._google_key = await self._google_key_getter()
+            self._google_key_read = True
+        return self._google_key
+
+    # -- single providers ------------------------------------------------------------------
+
+    async def google_volumes(self, q: str, max_results: int, lang: str | None) -> list[Edition]:
+        """One ``volumes`` query (guarded). Raises what the guard raises."""
+        key = await self._key()
+
+        async def fetch() -> list[Edition]:
+            async with self._client_factory() as client:
+                return await google.fetch_volumes(
+                    client,
+                    self.settings.google_base_url,
+                    q=q,
+                    max_results=max_results,
+                    key=key,
+                    lang=lang,
+                    now=self._clock(),
+                    timeout_s=self.settings.provider_timeout_s,
+                )
+
+        return await self._guard("google", fetch)
+
+    async def google_isbn(self, isbn13: str) -> Outcome:
+        """Google's editions that really carry ``isbn13``."""
+
+        async def fetch() -> list[Edition]:
+            found = await self.google_volumes(
+                google.isbn_query(isbn13), google.ISBN_LOOKUP_MAX_RESULTS, None
+            )
+            return google.only_isbn(found, isbn13)
+
+        try:
+            return Outcome("google", await fetch())
+        except BookmetaError as exc:
+            return Outcome("google", [], exc)
+
+    async def openlibrary_books(self, isbns: Sequence[str]) -> Outcome:
+        """One Books API batch (at most 50 ISBN-13s)."""
+
+        async def fetch() -> list[Edition]:
+            async with self._client_factory() as client:
+                found = await openlibrary.fetch_books(
+                    client,
+                    self.settings.openlibrary_base_url,
+                    isbns,
+                    contact_email=self.settings.contact_email,
+                    now=self._clock(),
+                    timeout_s=self.settings.provider_timeout_s,
+                )
+            return list(found.values())
+
+        return await self._outcome("openlibrary", fetch)
+
+    async def openlibrary_search(self, kind: str, text: str, limit: int) -> Outcome:
+        """One ``search.json`` query."""
+
+        async def fetch() -> list[Edition]:
+            async with self._client_factory() as client:
+                return await openlibrary.fetch_search(
+                    client,
+                    self.settings.openlibrary_base_url,
+                    kind=kind,
+                    text=text,
+                    limit=limit,
+                    contact_email=self.settings.contact_email,
+                    now=self._clock(),
+                    timeout_s=self.settings.provider_timeout_s,
+                )
+
+        return await self._outcome("openlibrary", fetch)
+
+    async def isbndb_book(self, isbn13: str) -> Outcome | None:
+        """One book over the binding; None when the binding is not configured."""
+        service = self.isbndb_service
+        if service is None:
+            return None
+
+        async def fetch() -> list[Edition]:
+            edition = await isbndb.fetch_book(service, isbn13)
+            return [] if edition is None else [edition]
+
+        return await self._outcome("isbndb", fetch)
+
+    async def isbndb_author(self, name: str, page_size: int, language: str) -> Outcome | None:
+        """An author's first page of books; None when the binding is not configured."""
+        service = self.isbndb_service
+        if service is None:
+            return None
+
+        async def fetch() -> list[Edition]:
+            return await isbndb.fetch_author(service, name, page_size=page_size, language=language)
+
+        return await self._outcome("isbndb", fetch)
+
+    async def isbndb_bulk(self, isbns: Sequence[str]) -> Outcome | None:
+        """Many books in one binding call; None when the binding is not configured."""
+        service = self.isbndb_service
+        if service is None:
+            return None
+
+        async def fetch() -> list[Edition]:
+            return list((await isbndb.fetch_bulk(service, isbns)).found.values())
+
+        return await self._outcome("isbndb", fetch)
+
+    # -- all providers at once -------------------------------------------------------------
+
+    async def by_isbn(self, isbn13: str) -> list[Outcome]:
+        """Every provider's answer for one ISBN, queried in parallel."""
+        answers = await asyncio.gather(
+            self.google_isbn(isbn13),
+            self.isbndb_book(isbn13),
+            self.openlibrary_books([isbn13]),
+        )
+        return [a for a in answers if a is not None]
+
+    async def search(
+        self, kind: str, text: str, *, max_results: int, lang: str | None
+    ) -> list[Outcome]:
+        """Every provider able to answer a ``kind`` search, queried in parallel.
+
+        ``lang`` restricts Google and ISBNdb to one language (None: all languages). ISBNdb
+        only answers author searches (its worker has no title search).
+        """
+
+        async def google_search() -> Outcome:
+            try:
+                found = await self.google_volumes(
+                    google.search_query(kind, text), max_results, lang
+                )
+            except BookmetaError as exc:
+                return Outcome("google", [], exc)
+            return Outcome("google", found)
+
+        async def isbndb_search() -> Outcome | None:
+            if kind != "author":
+                return None
+            return await self.isbndb_author(text, max_results, lang or "")
+
+        answers = await asyncio.gather(
+            google_search(),
+            isbndb_search(),
+            self.openlibrary_search(kind, text, max_results),
+        )
+        return [a for a in answers if a is not None]

@@ -1,0 +1,164 @@
+"""Validation of search parameters (HTTP query strings and RPC arguments) and RPC lists.
+
+Every rejection raises ``InvalidInput`` naming the parameter (a 400 over HTTP).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bookmeta import InvalidInput, InvalidISBN, canonical, normalize_display
+
+from .config import MAX_RESULTS_LIMIT
+from .languages import normalize_language
+
+MAX_Q_CHARS = 256
+MAX_ISBN_CHARS = 32
+MAX_LIST_ITEMS = 1000
+MAX_KEY_CHARS = 512
+DEFAULT_LANG = "en"
+_NUMBER_RE = re.compile(r"[0-9]{1,3}")
+_LANG_RE = re.compile(r"[A-Za-z]{2,3}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    """A validated search: display-normalized ``q``, 1-40 results, a language code."""
+
+    q: str
+    max_results: int
+    include_translations: bool
+    lang: str
+
+
+def _text(value: Any, param: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(param, "is required")
+    if len(value) > max_chars:
+        raise InvalidInput(param, f"must be at most {max_chars} characters")
+    if any(
+        unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not ch.isspace() for ch in value
+    ):
+        raise InvalidInput(param, "contains control or unassigned characters")
+    text = normalize_display(value)
+    if not text:
+        raise InvalidInput(param, "must not be empty")
+    return text
+
+
+def query_text(value: Any, param: str = "q") -> str:
+    """A search text: a non-empty string of at most 256 characters, no control characters."""
+    return _text(value, param, MAX_Q_CHARS)
+
+
+def max_results(value: Any, default: int) -> int:
+    """``maxResults``: absent gives ``default``; otherwise a plain integer 1-40."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise InvalidInput("maxResults", "must be an integer")
+    if isinstance(value, str):
+        if _NUMBER_RE.fullmatch(value) is None:
+            raise InvalidInput("maxResults", f"must be an integer from 1 to {MAX_RESULTS_LIMIT}")
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= MAX_RESULTS_LIMIT:
+        raise InvalidInput("maxResults", f"must be an integer from 1 to {MAX_RESULTS_LIMIT}")
+    return value
+
+
+def boolean(value: Any, param: str, default: bool) -> bool:
+    """A boolean: absent gives ``default``; otherwise exactly ``true``/``false``."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise InvalidInput(param, "must be true or false")
+
+
+def language(value: Any) -> str:
+    """``langRestrict``: absent gives ``en``; otherwise a 2-3 letter code (``eng`` -> ``en``)."""
+    if value is None:
+        return DEFAULT_LANG
+    if not isinstance(value, str) or _LANG_RE.fullmatch(value) is None:
+        raise InvalidInput("langRestrict", "must be a 2-3 letter language code")
+    code = normalize_language(value)
+    assert code is not None  # two or three letters always normalize
+    return code
+
+
+def search_params(
+    q: Any,
+    max_results_value: Any,
+    include_translations: Any,
+    lang: Any,
+    *,
+    default_max: int,
+) -> SearchParams:
+    """Validate the four search parameters (strings from HTTP, typed values from RPC)."""
+    return SearchParams(
+        q=query_text(q),
+        max_results=max_results(max_results_value, default_max),
+        include_translations=boolean(include_translations, "includeTranslations", True),
+        lang=language(lang),
+    )
+
+
+def search_query(query: Mapping[str, str], *, default_max: int) -> SearchParams:
+    """Validate the search parameters of an HTTP query string."""
+    return search_params(
+        query.get("q"),
+        query.get("maxResults"),
+        query.get("includeTranslations"),
+        query.get("langRestrict"),
+        default_max=default_max,
+    )
+
+
+def isbn(value: Any, param: str = "isbn") -> str:
+    """An ISBN-10/13 as its canonical ISBN-13."""
+    text = _text(value, param, MAX_ISBN_CHARS)
+    try:
+        return canonical(text)
+    except InvalidISBN as exc:
+        raise InvalidInput(param, str(exc)) from exc
+
+
+def isbn_list(value: Any) -> tuple[list[str], list[str]]:
+    """``warm_isbns`` input: (unique ISBN-13s in order, inputs that are not ISBNs).
+
+    Raises:
+        InvalidInput: ``isbns`` is not a list, or has more than 1,000 entries.
+    """
+    if not isinstance(value, list):
+        raise InvalidInput("isbns", "must be a list of ISBN strings")
+    if len(value) > MAX_LIST_ITEMS:
+        raise InvalidInput("isbns", f"at most {MAX_LIST_ITEMS} per call")
+    valid: list[str] = []
+    invalid: list[str] = []
+    for raw in value:
+        try:
+            isbn13 = isbn(raw)
+        except InvalidInput:
+            invalid.append(raw if isinstance(raw, str) else repr(raw))
+            continue
+        if isbn13 not in valid:
+            valid.append(isbn13)
+    return valid, invalid
+
+
+def key_list(value: Any) -> list[str]:
+    """``cache_status`` input: a list of at most 1,000 non-empty key strings of <= 512 chars."""
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        raise InvalidInput("keys", f"must be a list of at most {MAX_LIST_ITEMS} strings")
+    for key in value:
+        if not isinstance(key, str) or not key or len(key.encode("utf-8")) > MAX_KEY_CHARS:
+            raise InvalidInput("keys", f"each key must be a string of 1-{MAX_KEY_CHARS} bytes")
+    return list(dict.fromkeys(value))

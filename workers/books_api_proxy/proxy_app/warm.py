@@ -1,0 +1,100 @@
+"""Bulk warming: cache many ISBNs with the fewest upstream calls.
+
+Order of attack, each step only for what is still missing: skip ISBNs already fresh in the
+cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
+batches of 50; Google, one ``isbn:`` query per ISBN. Each book is stored under exactly
+``isbn_key(isbn13)``, in the shape an ISBN search stores, so a later
+``/search/auto?q=<isbn>&maxResults=1`` is a cache hit. An ISBN nobody has gets a negative
+entry, but only when every provider asked about it answered (a failure is not "not found").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from bookmeta import Clock, TwoTierCache, isbn_key
+
+from .merge import merge
+from .model import Edition, Provider
+from .providers.openlibrary import batches
+from .upstreams import Outcome, Upstreams
+from .validation import isbn_list
+from .volumes import to_item
+
+
+class _Collected:
+    """Editions found per ISBN and provider failures per ISBN, across the steps."""
+
+    def __init__(self, isbns: Sequence[str]) -> None:
+        self.editions: dict[str, dict[Provider, list[Edition]]] = {i: {} for i in isbns}
+        self.errors: dict[str, list[str]] = {i: [] for i in isbns}
+
+    def missing(self) -> list[str]:
+        return [i for i, found in self.editions.items() if not found]
+
+    def add(self, outcome: Outcome | None, asked: Sequence[str]) -> None:
+        if outcome is None:
+            return
+        if outcome.error is not None:
+            for isbn in asked:
+                self.errors[isbn].append(f"{outcome.provider}: {outcome.error}")
+            return
+        for edition in outcome.editions:
+            if edition.isbn13 in self.editions:
+                self.editions[edition.isbn13].setdefault(outcome.provider, []).append(edition)
+
+
+async def warm_isbns(
+    raw_isbns: Any, *, cache: TwoTierCache, upstreams: Upstreams, clock: Clock
+) -> dict[str, Any]:
+    """Warm the cache for ``raw_isbns`` and report what happened (ARCHITECTURE.md shape).
+
+    Raises:
+        InvalidInput: ``raw_isbns`` is not a list of at most 1,000 entries.
+    """
+    isbns, invalid = isbn_list(raw_isbns)
+    statuses = await cache.status([isbn_key(i) for i in isbns])
+    now = clock()
+    already = [
+        i
+        for i, s in zip(isbns, statuses, strict=True)
+        if s.tier is not None and s.fresh_until is not None and s.fresh_until > now
+    ]
+    todo = [i for i in isbns if i not in already]
+    found = _Collected(todo)
+    if todo:
+        found.add(await upstreams.isbndb_bulk(todo), todo)
+    for batch in batches(found.missing()):
+        found.add(await upstreams.openlibrary_books(batch), batch)
+    missing = found.missing()
+    for isbn, outcome in zip(
+        missing, await asyncio.gather(*(upstreams.google_isbn(i) for i in missing)), strict=True
+    ):
+        found.add(outcome, [isbn])
+
+    warmed: list[str] = []
+    not_found: list[str] = []
+    failed: list[dict[str, str]] = []
+    writes = []
+    for isbn in todo:
+        editions = found.editions[isbn]
+        if editions:
+            merged = merge(editions, exact_isbn13=isbn)
+            writes.append(cache.set(isbn_key(isbn), to_item(merged[0])))
+            warmed.append(isbn)
+        elif found.errors[isbn]:
+            failed.append({"isbn": isbn, "reason": "; ".join(found.errors[isbn])})
+        else:
+            writes.append(cache.set_negative(isbn_key(isbn)))
+            not_found.append(isbn)
+    await asyncio.gather(*writes)
+    return {
+        "warmed": warmed,
+        "alreadyCached": already,
+        "notFound": not_found,
+        "invalid": invalid,
+        "failed": failed,
+        "upstreamCalls": dict(upstreams.calls),
+    }
