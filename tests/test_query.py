@@ -238,3 +238,11 @@ def test_classify_never_raises_on_query_like_text(q: str) -> None:
     """ASCII query-shaped text (no isbn: prefix) always classifies."""
     assume(_ISBN_PREFIX.match(normalize_display(q)) is None)
     assert isinstance(classify(q), Query)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_fast_path_matches_the_general_fold(text: str) -> None:
+    """The ASCII shortcut gives exactly what the Unicode path gives."""
+    from bookmeta._query import _fold_slow
+
+    assert normalize_key(text) == _fold_slow(text)

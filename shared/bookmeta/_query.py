@@ -107,6 +107,22 @@ def _fold_once(q: str) -> str:
     return " ".join(unicodedata.normalize("NFC", "".join(out)).split())
 
 
+# ASCII fast path: NFKC/NFKD are identities, casefold is lower(), no diacritics; the ASCII
+# apostrophe is dropped and every other non-alphanumeric character becomes a space.
+_ASCII_FOLD = str.maketrans(
+    {chr(c): (None if chr(c) in _APOSTROPHES else " ") for c in range(128) if not chr(c).isalnum()}
+)
+
+
+def _fold_slow(q: str) -> str:
+    folded = _fold_once(q)
+    # Casefolding and normalization do not commute for a handful of code points; iterate to the
+    # fixed point (reached in one or two rounds) so the function is idempotent.
+    while (again := _fold_once(folded)) != folded:
+        folded = again
+    return folded
+
+
 def normalize_key(q: str) -> str:
     """Return the cache-key form of ``q``: case, diacritics, punctuation and spacing folded.
 
@@ -116,12 +132,9 @@ def normalize_key(q: str) -> str:
     whitespace collapsed and trimmed. Idempotent: ``normalize_key(normalize_key(q))`` equals
     ``normalize_key(q)``.
     """
-    folded = _fold_once(q)
-    # Casefolding and normalization do not commute for a handful of code points; iterate to the
-    # fixed point (reached in one or two rounds) so the function is idempotent.
-    while (again := _fold_once(folded)) != folded:
-        folded = again
-    return folded
+    if q.isascii():
+        return " ".join(q.lower().translate(_ASCII_FOLD).split())
+    return _fold_slow(q)
 
 
 def _is_name_word(word: str) -> bool:

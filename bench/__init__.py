@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): upstream-call cost, cache-hit latency, single-flight, imports."""

@@ -1,0 +1,128 @@
+"""Cache-hit latency of /search/auto through the in-process harness, against a bare KV read.
+
+Both sides run the same way: a fresh `Default(ctx, env)` per request, `fetch(request)` on a
+stub runtime request, over the same KV fake. The bare handler only reads the cached value
+and returns it, so the ratio is what routing, validation, the cache envelope and response
+shaping cost on a hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+from urllib.parse import quote
+
+from bookmeta import use_clocks
+from harness import FakeContext, System
+
+from bench import upstream
+from workers import Request, Response, WorkerEntrypoint
+
+REQUESTS = 2000
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+async def _time(make_entry: Any, url: str) -> dict[str, float]:
+    samples = []
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        t0 = time.perf_counter()
+        resp = await make_entry().fetch(Request(url))
+        await resp.bytes()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    wall = time.perf_counter() - started
+    return {
+        "p50_ms": round(statistics.median(samples), 4),
+        "p99_ms": round(_percentile(samples, 99), 4),
+        "rps": round(REQUESTS / wall, 1),
+    }
+
+
+async def measure() -> dict[str, Any]:
+    """Hit latency for the ISBN and author forms, and the bare-read floor for each."""
+    books = upstream.catalogue_from_csv(_tiny_library())
+    out: dict[str, Any] = {}
+    with upstream.serve(books) as base:
+        system = System(
+            secrets={"ISBNDB_API_KEY": "bench-key"}, vars=upstream.upstream_vars(base)
+        )
+        isbn = books[0]["isbn13"]
+        author = books[0]["authors"][0]
+        forms = {
+            "isbn": f"/search/auto?q={isbn}&maxResults=1",
+            "author": f"/search/auto?q={quote(author)}&maxResults=40&includeTranslations=false",
+        }
+        module = system.module("books_api_proxy")
+        env = system.envs["books_api_proxy"]
+        kv = system.kv("books_api_proxy", "CACHE")
+        for name, path in forms.items():
+            first = await system.fetch("books_api_proxy", path)
+            assert first.status == 200, await first.text()
+            before = set(kv.items)
+            hit = await system.fetch("books_api_proxy", path)
+            assert hit.headers.get("x-cache") == "kv", hit.headers.get("x-cache")
+            key = next(k for k in kv.items if k not in before or True)
+            key = _key_for(kv, before, name)
+            url = f"https://books-api-proxy.test{path}"
+
+            class Bare(WorkerEntrypoint):
+                async def fetch(self, request: Any, _key: str = key) -> Any:
+                    value = await self.env.CACHE.get(_key)
+                    return Response(value, headers={"content-type": "application/json"})
+
+            with use_clocks(system.clocks):
+                ours = await _time(lambda: module.Default(FakeContext(), env), url)
+                bare = await _time(lambda: Bare(FakeContext(), env), url)
+            out[name] = {
+                "ours": ours,
+                "bare_kv_read": bare,
+                "p50_ratio": round(ours["p50_ms"] / bare["p50_ms"], 2),
+                "p99_ratio": round(ours["p99_ms"] / bare["p99_ms"], 2),
+            }
+    return out
+
+
+def _key_for(kv: Any, before: set[str], form: str) -> str:
+    prefix = "v1:isbn:" if form == "isbn" else "v1:search:"
+    keys = [k for k in kv.items if k.startswith(prefix)]
+    return keys[-1]
+
+
+async def single_flight(concurrency: int = 100) -> dict[str, Any]:
+    """Concurrent identical misses for one ISBN: how many upstream calls they cost."""
+    books = upstream.catalogue_from_csv(_tiny_library())
+    isbn = next(b["isbn13"] for b in books if set(b["providers"]) >= {"isbndb", "google"})
+    with upstream.serve(books) as base:
+        system = System(
+            secrets={"ISBNDB_API_KEY": "bench-key"}, vars=upstream.upstream_vars(base)
+        )
+        upstream.control(base, "/__faults", {"google": {"delay_ms": 50}})
+        module = system.module("books_api_proxy")
+        env = system.envs["books_api_proxy"]
+        url = f"https://books-api-proxy.test/search/auto?q={isbn}&maxResults=1"
+
+        async def one() -> int:
+            resp = await module.Default(FakeContext(), env).fetch(Request(url))
+            return int(resp.status)
+
+        with use_clocks(system.clocks):
+            statuses = await asyncio.gather(*(one() for _ in range(concurrency)))
+        calls = upstream.control(base, "/__calls")["counts"]
+    return {
+        "concurrent_requests": concurrency,
+        "ok": sum(1 for s in statuses if s == 200),
+        "upstream_calls": calls,
+        "upstream_calls_total": sum(calls.values()),
+    }
+
+
+def _tiny_library() -> str:
+    from bench.library_gen import goodreads_export
+
+    return goodreads_export(40, isbn_share=1.0, authors=10)
