@@ -1,0 +1,169 @@
+"""The warmer's HTTP API through the harness: auth, limits, errors, dashboard, health."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_warmer_support import (
+    AUTH,
+    WARMER,
+    get_json,
+    library,
+    make_system,
+    multipart,
+    upload,
+    warmer_kv,
+)
+
+from bookmeta import use_clocks
+from harness import FakeController, System
+
+
+def stored(system: System) -> tuple[dict[str, str], list[str]]:
+    """What the warmer has in KV and R2 (libraries/ only)."""
+    bucket = system.r2(WARMER, "LIBRARY_DATA")
+    return warmer_kv(system).dump(), [k for k in bucket.items if k.startswith("libraries/")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"authorization": "Bearer wrong"}, id="wrong-token"),
+        pytest.param({"authorization": "Basic dA=="}, id="wrong-scheme"),
+    ],
+)
+async def test_import_without_the_token_is_401_and_stores_nothing(headers: dict[str, str]) -> None:
+    """No valid bearer token: 401 and no KV or R2 writes."""
+    system = make_system()
+    resp = await system.fetch(
+        WARMER,
+        "/libraries",
+        method="POST",
+        headers={"content-type": "text/csv", **headers},
+        body=library("generic.csv"),
+    )
+    assert resp.status == 401
+    assert json.loads(await resp.text())["error"]["code"] == "unauthorized"
+    assert stored(system) == ({}, [])
+
+
+async def test_writes_are_refused_when_no_token_is_configured() -> None:
+    """An unset WARMER_ADMIN_TOKEN disables writes instead of opening them."""
+    system = System(secrets={"ISBNDB_API_KEY": "k"})
+    resp = await system.fetch(
+        WARMER, "/libraries", method="POST", headers=AUTH, body=library("generic.csv")
+    )
+    assert resp.status == 401
+    assert "not configured" in json.loads(await resp.text())["error"]["message"]
+    assert stored(system) == ({}, [])
+
+
+async def test_import_stores_the_source_and_answers_201_with_a_summary() -> None:
+    """The CSV body is kept in R2 as sent and the summary lists ISBNs, authors and problems."""
+    system = make_system()
+    status, body = await upload(system, library("goodreads_24.csv"))
+    assert status == 201
+    assert body["format"] == "goodreads"
+    assert body["validIsbns"] == 12
+    assert body["rowsWithoutIsbn"]["count"] == 5
+    assert body["authors"] == 12
+    assert body["problems"][0]["line"] == 20
+    source = system.r2(WARMER, "LIBRARY_DATA").items[f"libraries/{body['id']}/source.csv"]
+    assert source.body == library("goodreads_24.csv")
+    status, progress = await get_json(system, body["progress"])
+    assert (status, progress["percent"], progress["status"]) == (200, 0.0, "queued")
+
+
+async def test_multipart_upload_keeps_the_filename() -> None:
+    """A browser form upload is parsed and the file part stored."""
+    system = make_system()
+    payload, content_type = multipart("my library.tsv", library("librarything.tsv"))
+    status, body = await upload(system, payload, content_type=content_type)
+    assert status == 201
+    assert (body["format"], body["filename"]) == ("librarything", "my library.tsv")
+
+
+async def test_upload_over_the_size_limit_is_413() -> None:
+    """MAX_UPLOAD_BYTES caps the body."""
+    system = make_system(MAX_UPLOAD_BYTES="100")
+    status, body = await upload(system, library("goodreads_24.csv"))
+    assert status == 413
+    assert body["error"]["code"] == "too_large"
+    assert stored(system) == ({}, [])
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        pytest.param(b'{"a": 1}', "application/json", 415, id="json-type"),
+        pytest.param(b'{"a": 1}', "text/csv", 415, id="json-body"),
+        pytest.param(b"foo,bar\n1,2\n", "text/csv", 422, id="unknown-header"),
+        pytest.param(b"", "text/csv", 400, id="empty"),
+        pytest.param(b"a\xff\xfe", "text/csv", 400, id="invalid-utf8"),
+    ],
+)
+async def test_bad_uploads_are_4xx_json(data: bytes, content_type: str, status: int) -> None:
+    """Rejected uploads answer the error shape and store nothing."""
+    system = make_system()
+    got, body = await upload(system, data, content_type=content_type)
+    assert got == status
+    assert set(body["error"]) >= {"code", "message"}
+    assert stored(system) == ({}, [])
+
+
+async def test_unknown_library_is_404_json() -> None:
+    """Progress and warm of a missing id are 404 not_found."""
+    system = make_system()
+    status, body = await get_json(system, "/libraries/20990101t000000-abcdef")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    resp = await system.fetch(WARMER, "/libraries/nope/warm", method="POST", headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_dashboard_escapes_user_provided_names() -> None:
+    """A hostile filename shows as text, never as markup; CSP forbids inline script."""
+    system = make_system()
+    evil = '<img src=x onerror=alert(1)>"'
+    await upload(system, library("generic.csv"), headers={}, content_type="text/csv")
+    resp = await system.fetch(
+        WARMER,
+        f"/libraries?filename={evil}",
+        method="POST",
+        headers={**AUTH, "content-type": "text/csv"},
+        body=library("generic.csv"),
+    )
+    assert resp.status == 201
+    page = await system.fetch(WARMER, "/")
+    html = await page.text()
+    assert page.status == 200
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;&quot;" in html
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert html.count("<progress") == 2
+    script = await system.fetch(WARMER, "/dashboard.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+
+
+async def test_health_and_metrics() -> None:
+    """Health names bindings and whether the token is set; metrics count imports."""
+    system = make_system()
+    await upload(system, library("generic.csv"))
+    status, health = await get_json(system, "/health")
+    assert status == 200
+    assert health["ok"] is True
+    assert health["adminTokenConfigured"] is True
+    assert health["settings"]["maxSubrequests"] == 45
+    _, metrics = await get_json(system, "/metrics")
+    assert metrics["counters"]["import.libraries"] == 1
+
+
+async def test_unknown_cron_does_nothing() -> None:
+    """A cron the worker does not know is logged and ignored."""
+    system = make_system()
+    module = system.module(WARMER)
+    entry = module.Default(None, system.envs[WARMER])
+    with use_clocks(system.clocks):
+        await entry.scheduled(FakeController("5 4 * * *", 0.0), system.envs[WARMER], None)
+    assert warmer_kv(system).dump() == {}

@@ -1,0 +1,286 @@
+"""The whole warming flow through the harness: upload, cron ticks, cache hits, budgets, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from test_warmer_support import (
+    AUTH,
+    PROXY,
+    VERIFY_CRON,
+    WARMER,
+    get_json,
+    library,
+    make_system,
+    mock_upstreams,
+    tick,
+    upload,
+    warmer_kv,
+)
+
+from harness import System
+from warmer_app.jobs import JobState
+from warmer_app.planner import Unit, total_estimate
+from warmer_app.verify import author_cache_key
+
+
+class CountingR2:
+    """Counts the warmer's own R2 operations (the bucket is shared with the proxy)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.ops = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.ops += 1
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+class IsolateDied(BaseException):
+    """Stands for the isolate being killed: nothing after it runs, not even except blocks."""
+
+
+class DyingBinding:
+    """A service binding that kills the run on its ``after``-th call."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self._inner = inner
+        self.after = after
+        self.calls = 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls == self.after:
+            raise IsolateDied(f"killed at call {self.calls}")
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self._count()
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            self._count()
+            return await method(*args)
+
+        return call
+
+
+class YieldingBinding:
+    """Yields to the event loop before each call, so two concurrent runs interleave."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            await asyncio.sleep(0)
+            return await method(*args)
+
+        return call
+
+
+def warmer_traffic(system: System) -> list[Any]:
+    """Binding calls the warmer made."""
+    return [t for t in system.traffic if t.caller == WARMER]
+
+
+def unit_writes(system: System) -> dict[str, str]:
+    """The unit result keys in the warmer's KV."""
+    return {k: v for k, v in warmer_kv(system).dump().items() if k.startswith("unit:")}
+
+
+async def run_until_done(system: System, job_id: str, *, max_ticks: int = 10) -> dict[str, Any]:
+    """Fire the micro-batch cron until the job reports 100%; returns the progress."""
+    for _ in range(max_ticks):
+        await tick(system)
+        _, progress = await get_json(system, f"/libraries/{job_id}")
+        if progress["percent"] == 100.0:
+            return dict(progress)
+    raise AssertionError(f"not done after {max_ticks} ticks: {progress}")
+
+
+async def test_goodreads_library_is_warmed_to_100_percent_and_every_isbn_hits_the_cache() -> None:
+    """A realistic Goodreads export warms completely within budget; ISBN searches then hit."""
+    system = make_system()
+    r2 = CountingR2(system.envs[WARMER].LIBRARY_DATA)
+    system.envs[WARMER].LIBRARY_DATA = r2
+    kv = warmer_kv(system)
+    with mock_upstreams() as upstreams:
+        status, summary = await upload(system, library("goodreads_24.csv"))
+        assert status == 201
+        per_run: list[int] = []
+        for _ in range(10):
+            before = (len(warmer_traffic(system)), sum(kv.ops.values()), r2.ops)
+            await tick(system)
+            after = (len(warmer_traffic(system)), sum(kv.ops.values()), r2.ops)
+            per_run.append(sum(a - b for a, b in zip(after, before, strict=True)))
+            _, progress = await get_json(system, f"/libraries/{summary['id']}")
+            if progress["percent"] == 100.0:
+                break
+        warm_calls = upstreams.calls()
+        hits = []
+        for isbn in summary["isbns"]:
+            resp = await system.fetch(PROXY, f"/search/auto?q={isbn}&maxResults=1")
+            body = json.loads(await resp.text())
+            hits.append((resp.status, resp.headers.get("x-cache"), body["cache"]))
+        assert upstreams.calls() == warm_calls, "cached ISBN searches must not reach upstream"
+    assert progress["percent"] == 100.0
+    assert progress["done"] + progress["failed"] == progress["total"] == 24
+    assert progress["remaining"] == 0
+    assert progress["status"] == "done"
+    assert len(per_run) >= 2, "the 45-subrequest budget needs more than one run"
+    assert max(per_run) <= 45
+    assert all(status == 200 and x != "miss" and c != "miss" for status, x, c in hits), hits
+    state = JobState.from_json(kv.dump()[f"job:{summary['id']}"])
+    assert state.cursor == state.units == 14
+    estimate = summary["estimatedUpstreamCalls"]
+    assert all(warm_calls[p] <= estimate[p] for p in warm_calls), (warm_calls, estimate)
+
+
+async def test_each_unit_runs_once_and_isbndb_author_calls_are_absolute_and_encoded() -> None:
+    """Every unit key is written once; author calls go over the bindings with encoded names."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        await run_until_done(system, summary["id"])
+    targets = [t.target for t in warmer_traffic(system)]
+    rpc = [t for t in targets if t == "warm_isbns"]
+    assert len(rpc) == 2
+    assert len(unit_writes(system)) == 14
+    author_urls = [t for t in targets if "/author/" in t]
+    assert len(author_urls) == 12
+    assert all(u.startswith("https://") for u in targets if u != "warm_isbns")
+    assert any("/author/Stanis%C5%82aw%20Lem?page=1&pageSize=50&language=en" in u for u in targets)
+    assert any("q=J.R.R.+Tolkien&maxResults=40&includeTranslations=false" in u for u in targets)
+
+
+async def test_a_run_killed_mid_batch_resumes_without_loss_or_duplication() -> None:
+    """The isolate dies at the 4th proxy call; the next tick folds saved units and continues."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        original = system.envs[WARMER].BOOKS_API_PROXY
+        dying = DyingBinding(original, after=4)
+        system.envs[WARMER].BOOKS_API_PROXY = dying
+        with pytest.raises(IsolateDied):
+            await tick(system)
+        saved = unit_writes(system)
+        assert len(saved) == 3, "units finished before the crash keep their results"
+        system.envs[WARMER].BOOKS_API_PROXY = original
+        _, mid = await get_json(system, f"/libraries/{summary['id']}")
+        assert mid["units"]["done"] == 3
+        progress = await run_until_done(system, summary["id"])
+    writes = unit_writes(system)
+    assert len(writes) == 14
+    assert all(writes[k] == v for k, v in saved.items()), "a saved unit is never redone"
+    targets = [t.target for t in warmer_traffic(system)]
+    searches = [t for t in targets if "/search/auto" in t]
+    bibliographies = [t for t in targets if "/author/" in t]
+    assert len(searches) == len(set(searches)) == 12, "the killed call never reached the proxy"
+    assert len(bibliographies) == len(set(bibliographies)) + 1, "only the unit in flight repeats"
+    assert progress["done"] + progress["failed"] == progress["total"] == 24
+    assert progress["lastRun"]["recoveredUnits"] == 0
+
+
+async def test_overlapping_runs_do_not_process_the_same_units_twice() -> None:
+    """A cron tick and a manual warm started together: one works, the other finds the lease."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        env = system.envs[WARMER]
+        env.BOOKS_API_PROXY = YieldingBinding(env.BOOKS_API_PROXY)
+        env.ISBNDB_WORKER = YieldingBinding(env.ISBNDB_WORKER)
+        system.clock.advance(900)
+        manual = system.fetch(
+            WARMER, f"/libraries/{summary['id']}/warm", method="POST", headers=AUTH
+        )
+        cron = system.scheduled(WARMER, "*/15 * * * *")
+        resp, _ = await asyncio.gather(manual, cron)
+        assert resp.status in (200, 409)
+        await run_until_done(system, summary["id"])
+    targets = [t.target for t in warmer_traffic(system)]
+    searches = [t for t in targets if "/search/auto" in t]
+    assert len(searches) == len(set(searches)) == 12
+    assert targets.count("warm_isbns") == 2
+    assert len(unit_writes(system)) == 14
+
+
+async def test_manual_warm_runs_a_batch_and_reports_its_subrequests() -> None:
+    """POST /libraries/{id}/warm answers the run's report within the subrequest limit."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        resp = await system.fetch(
+            WARMER, f"/libraries/{summary['id']}/warm", method="POST", headers=AUTH
+        )
+        body = json.loads(await resp.text())
+    assert resp.status == 200
+    assert body["subrequests"]["used"] <= body["subrequests"]["limit"] == 45
+    assert body["jobs"][0]["units"] > 0
+    assert body["progress"]["done"] > 0
+
+
+async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_report() -> None:
+    """At 02:00 verification finds evicted keys, re-queues them and writes reports/<day>.json."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        await run_until_done(system, summary["id"])
+        proxy_kv = system.kv(PROXY, "CACHE")
+        bucket = system.r2(PROXY, "API_CACHE_COLD")
+        evicted = author_cache_key("Frank Herbert")
+        assert evicted in proxy_kv.dump()
+        await proxy_kv.delete(evicted)
+        await bucket.delete("cache/" + evicted)
+        system.clock.advance(3600)
+        await system.scheduled(WARMER, VERIFY_CRON)
+        _, progress = await get_json(system, f"/libraries/{summary['id']}")
+        report = json.loads(bucket.items["reports/2026-01-01.json"].body)
+        assert progress["percent"] < 100.0
+        await run_until_done(system, summary["id"])
+    job = report["jobs"][0]
+    assert job["checked"] == job["of"]
+    assert job["requeued"] >= 1
+    assert progress["requeued"] == job["requeued"]
+    assert progress["units"]["total"] > 14
+    assert evicted in system.kv(PROXY, "CACHE").dump()
+
+
+async def test_verification_and_batch_at_0200_do_not_work_one_job_at_once() -> None:
+    """Both crons fire at 02:00; the lease serialises them and no KV write-rate error fires."""
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        await tick(system)
+        await system.scheduled(WARMER, VERIFY_CRON)
+        await system.scheduled(WARMER, "*/15 * * * *")
+        progress = await run_until_done(system, summary["id"])
+    assert progress["lastVerify"] is not None
+    assert len(unit_writes(system)) == progress["units"]["total"]
+
+
+async def test_total_estimate_matches_the_upload_summary() -> None:
+    """The summary's upstream estimate is the planner's, for the stored plan."""
+    system = make_system()
+    _, summary = await upload(system, library("goodreads_24.csv"))
+    plan = json.loads(
+        system.r2(WARMER, "LIBRARY_DATA").items[f"libraries/{summary['id']}/plan.json"].body
+    )
+    units = [Unit.from_json(u) for u in plan["units"]]
+    assert total_estimate(units) == summary["estimatedUpstreamCalls"]

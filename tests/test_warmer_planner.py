@@ -1,0 +1,61 @@
+"""Batch planning (pure) and the KV lease, in isolation."""
+
+from __future__ import annotations
+
+from bookmeta import Clocks, FakeClock
+from bookmeta.runtime import KVBinding
+from harness import FakeKV
+from warmer_app.lease import Leases
+from warmer_app.planner import StopReason, UnitKind, build_units, plan_batch
+
+LOTS = {"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000}
+
+
+def test_units_are_isbn_chunks_then_one_per_author() -> None:
+    """25 ISBNs in chunks of 10 give three ISBN units, then the authors."""
+    units = build_units([str(i) for i in range(25)], ["A", "B"], chunk_size=10)
+    assert [(u.kind, len(u.items)) for u in units] == [
+        (UnitKind.ISBNS, 10),
+        (UnitKind.ISBNS, 10),
+        (UnitKind.ISBNS, 5),
+        (UnitKind.AUTHOR, 1),
+        (UnitKind.AUTHOR, 1),
+    ]
+
+
+def test_plan_stops_at_the_first_unit_the_subrequests_do_not_cover() -> None:
+    """2 per ISBN chunk, 3 per author: 7 subrequests cover two chunks and one author."""
+    units = build_units(["1", "2"], ["A", "B"], chunk_size=1)
+    plan = plan_batch(units, 0, subrequests=7, daily_left=LOTS)
+    assert (plan.indices, plan.stop) == ([0, 1, 2], StopReason.SUBREQUESTS)
+
+
+def test_plan_respects_the_daily_provider_budget_and_the_cursor() -> None:
+    """An author needs 2 Google calls; with 1 left the batch stops there."""
+    units = build_units(["1"], ["A"], chunk_size=1)
+    plan = plan_batch(units, 1, subrequests=45, daily_left={**LOTS, "google": 1})
+    assert (plan.indices, plan.stop, plan.detail) == ([], StopReason.DAILY_BUDGET, "google")
+
+
+async def test_lease_excludes_a_second_holder_until_released_without_write_rate_errors() -> None:
+    """Acquire, busy for the next caller, release, re-acquire at once: no 429 from fake KV."""
+    clock = FakeClock(1000.0)
+    clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
+    leases = Leases(KVBinding(FakeKV(clock=clock)), clocks, hold_s=70)
+    first = await leases.acquire("job")
+    assert first is not None
+    assert await leases.acquire("job") is None
+    await leases.release(first)
+    again = await leases.acquire("job")
+    assert again is not None
+    assert again.owner != first.owner
+
+
+async def test_lease_expires_after_its_hold_time() -> None:
+    """A dead holder's lease frees itself after hold_s."""
+    clock = FakeClock(1000.0)
+    clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
+    leases = Leases(KVBinding(FakeKV(clock=clock)), clocks, hold_s=70)
+    assert await leases.acquire("job") is not None
+    clock.advance(71)
+    assert await leases.acquire("job") is not None

@@ -1,0 +1,192 @@
+"""Shared helpers for the cache warmer tests: the system, uploads, cron ticks, upstream mocks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+import respx
+
+from harness import System
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARIES = Path(__file__).parent / "fixtures" / "libraries"
+TOKEN = "t"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+WARMER = "cache_warmer"
+PROXY = "books_api_proxy"
+BATCH_CRON = "*/15 * * * *"
+VERIFY_CRON = "0 2 * * *"
+
+
+def _fixture_upstream() -> ModuleType:
+    name = "warmer_fixture_upstream"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "devtools" / "fixture_upstream.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+FIXTURES = _fixture_upstream()
+CATALOGUE_ISBNS = [b["isbn13"] for b in FIXTURES.load_catalogue()]
+
+
+def make_system(**warmer_vars: str) -> System:
+    """All three workers with the ISBNdb key and the warmer's admin token configured."""
+    return System(
+        secrets={"ISBNDB_API_KEY": "k", "WARMER_ADMIN_TOKEN": TOKEN, "GOOGLE_BOOKS_API_KEY": "g"},
+        vars={WARMER: warmer_vars} if warmer_vars else None,
+    )
+
+
+def library(name: str) -> bytes:
+    """A sample export from tests/fixtures/libraries."""
+    return (LIBRARIES / name).read_bytes()
+
+
+async def upload(
+    system: System,
+    body: bytes | str,
+    *,
+    headers: dict[str, str] | None = None,
+    content_type: str = "text/csv",
+) -> tuple[int, Any]:
+    """POST /libraries with the token; returns (status, JSON body)."""
+    sent = {**AUTH, "content-type": content_type, **(headers or {})}
+    resp = await system.fetch(WARMER, "/libraries", method="POST", headers=sent, body=body)
+    return resp.status, json.loads(await resp.text())
+
+
+async def get_json(system: System, path: str, worker: str = WARMER) -> tuple[int, Any]:
+    """GET a JSON endpoint."""
+    resp = await system.fetch(worker, path)
+    return resp.status, json.loads(await resp.text())
+
+
+async def tick(system: System, cron: str = BATCH_CRON, *, seconds: float = 900) -> None:
+    """Let ``seconds`` pass, then fire ``cron`` on the warmer."""
+    system.clock.advance(seconds)
+    await system.scheduled(WARMER, cron)
+
+
+def warmer_kv(system: System) -> Any:
+    """The warmer's WARMING_CACHE namespace."""
+    return system.kv(WARMER, "WARMING_CACHE")
+
+
+def multipart(filename: str, content: bytes, *, boundary: str = "XyZzY") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file field, and its Content-Type."""
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n'
+    ).encode()
+    body = head + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+# -- upstream providers (respx), answering from devtools/fixtures/catalogue.json -------------
+
+
+@dataclass
+class Upstreams:
+    """The mocked providers; ``calls`` counts requests per provider."""
+
+    routes: dict[str, respx.Route]
+
+    def calls(self) -> dict[str, int]:
+        """Requests per provider so far."""
+        return {name: route.call_count for name, route in self.routes.items()}
+
+
+def _json(status: int, body: Any) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def _isbndb(request: httpx.Request) -> httpx.Response:
+    state = FIXTURES.FixtureState(FIXTURES.load_catalogue())
+    parts = [unquote(p) for p in urlsplit(str(request.url)).path.strip("/").split("/")]
+    if request.method == "POST" and parts == ["books"]:
+        isbns = json.loads(request.content)["isbns"]
+        data = [
+            FIXTURES.isbndb_book(b)
+            for i in isbns
+            if (b := state.by_isbn(str(i), "isbndb")) is not None
+        ]
+        return _json(200, {"total": len(data), "requested": len(isbns), "data": data})
+    if len(parts) == 2 and parts[0] == "book":
+        book = state.by_isbn(parts[1], "isbndb")
+        if book is None:
+            return _json(404, {"errorMessage": "Not Found"})
+        return _json(200, {"book": FIXTURES.isbndb_book(book)})
+    if len(parts) == 2 and parts[0] in ("author", "books"):
+        books = state.matching("isbndb", author=parts[1]) if parts[0] == "author" else []
+        body: dict[str, Any] = {"books": [FIXTURES.isbndb_book(b) for b in books]}
+        body["author" if parts[0] == "author" else "total"] = (
+            parts[1] if parts[0] == "author" else len(books)
+        )
+        return _json(200, body)
+    return _json(404, {"errorMessage": "Not Found"})
+
+
+def _google(request: httpx.Request) -> httpx.Response:
+    state = FIXTURES.FixtureState(FIXTURES.load_catalogue())
+    q = parse_qs(urlsplit(str(request.url)).query).get("q", [""])[0]
+    books: list[Any] = []
+    if q.startswith("isbn:"):
+        one = state.by_isbn(q[5:], "google")
+        books = [one] if one else []
+    else:
+        author = " ".join(t.partition(":")[2] for t in q.split() if t.startswith("inauthor:"))
+        words = " ".join(t for t in q.split() if ":" not in t)
+        books = state.matching("google", author=author, text=words)
+    body: dict[str, Any] = {"kind": "books#volumes", "totalItems": len(books)}
+    if books:
+        body["items"] = [FIXTURES.google_item(b) for b in books]
+    return _json(200, body)
+
+
+def _openlibrary(request: httpx.Request) -> httpx.Response:
+    state = FIXTURES.FixtureState(FIXTURES.load_catalogue())
+    url = urlsplit(str(request.url))
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    if url.path == "/api/books":
+        out = {}
+        for key in filter(None, query.get("bibkeys", "").split(",")):
+            book = state.by_isbn(key.partition(":")[2], "openlibrary")
+            if book is not None:
+                out[key] = FIXTURES.openlibrary_data(book)
+        return _json(200, out)
+    if url.path == "/search.json":
+        books = state.matching(
+            "openlibrary", author=query.get("author", ""), text=query.get("q", "")
+        )
+        docs = [FIXTURES.openlibrary_doc(b) for b in books]
+        return _json(200, {"start": 0, "num_found": len(docs), "docs": docs})
+    return _json(404, {"error": "notfound"})
+
+
+@contextmanager
+def mock_upstreams() -> Iterator[Upstreams]:
+    """respx routes for ISBNdb, Google Books and Open Library, named by provider."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=_isbndb),
+            "google": router.route(host="www.googleapis.com").mock(side_effect=_google),
+            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=_openlibrary),
+        }
+        yield Upstreams(routes)

@@ -1,0 +1,443 @@
+"""The cache warmer app: HTTP routes, the two crons, and the wiring of stores and bindings.
+
+Routes::
+
+    GET  /                         dashboard (HTML)            GET /dashboard.js  its script
+    POST /libraries                import a CSV/TSV (auth)     GET /libraries     progress list
+    GET  /libraries/{id}           progress (JSON)             POST /libraries/{id}/warm (auth)
+    GET  /health                   GET /metrics
+
+Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other is logged only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bookmeta import (
+    BlobStore,
+    InvalidInput,
+    KVStore,
+    Log,
+    Metrics,
+    Request,
+    Response,
+    Router,
+    Service,
+    WorkerEnv,
+    error_response,
+    json_response,
+    normalize_display,
+    serve,
+)
+
+from .auth import is_authorized, unauthorized
+from .budget import (
+    BudgetExhausted,
+    Meter,
+    MeteredBlobs,
+    MeteredKV,
+    MeteredService,
+    load_usage,
+    save_usage,
+)
+from .config import VERSION, WORKER, Settings
+from .dashboard import CSP, SCRIPT, render_dashboard
+from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
+from .jobs import JobState, JobStore, is_job_id, progress
+from .lease import Leases
+from .multipart import MultipartError, is_multipart, read_file_part
+from .planner import StopReason, build_units, total_estimate
+from .runner import Runner
+from .verify import Verifier, utc_day
+
+MICRO_BATCH_CRON = "*/15 * * * *"
+VERIFY_CRON = "0 2 * * *"
+KV_BINDING = "WARMING_CACHE"
+R2_BINDING = "LIBRARY_DATA"
+PROXY_BINDING = "BOOKS_API_PROXY"
+ISBNDB_BINDING = "ISBNDB_WORKER"
+TOKEN_SECRET = "WARMER_ADMIN_TOKEN"
+DASHBOARD_LIBRARIES = 20
+_TEXT_TYPES = frozenset(
+    {
+        "",
+        "text/csv",
+        "text/plain",
+        "text/tab-separated-values",
+        "application/csv",
+        "application/vnd.ms-excel",  # what Windows browsers send for .csv
+        "application/octet-stream",
+    }
+)
+
+
+@dataclass
+class Isolate:
+    """Per-isolate state: metrics only (no I/O, no randomness at creation)."""
+
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+class Misconfigured(Exception):  # noqa: N818 (a state of the deployment)
+    """A binding the warmer needs is missing."""
+
+
+@dataclass
+class _Wiring:
+    """The metered bindings of one invocation."""
+
+    meter: Meter
+    kv: KVStore
+    blobs: BlobStore
+    proxy: Service
+    isbndb: Service
+    store: JobStore
+    leases: Leases
+
+
+def _new_job_id(now: float) -> str:
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dt%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class App:
+    """One invocation's view of the warmer."""
+
+    def __init__(self, env: WorkerEnv, isolate: Isolate) -> None:
+        self._env = env
+        self._isolate = isolate
+        self._clocks = env.clocks
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _settings(self) -> Settings:
+        return Settings.from_env(self._env)
+
+    def _wire(self, settings: Settings) -> _Wiring:
+        kv = self._env.kv(KV_BINDING)
+        blobs = self._env.r2(R2_BINDING)
+        proxy = self._env.service(PROXY_BINDING)
+        isbndb = self._env.service(ISBNDB_BINDING)
+        missing = [
+            name
+            for name, b in (
+                (KV_BINDING, kv),
+                (R2_BINDING, blobs),
+                (PROXY_BINDING, proxy),
+                (ISBNDB_BINDING, isbndb),
+            )
+            if b is None
+        ]
+        if kv is None or blobs is None or proxy is None or isbndb is None:
+            raise Misconfigured(f"missing bindings: {', '.join(missing)}")
+        meter = Meter(settings.max_subrequests)
+        mkv = MeteredKV(kv, meter)
+        mblobs = MeteredBlobs(blobs, meter)
+        return _Wiring(
+            meter,
+            mkv,
+            mblobs,
+            MeteredService(PROXY_BINDING, proxy, meter),
+            MeteredService(ISBNDB_BINDING, isbndb, meter),
+            JobStore(mkv, mblobs, self._clocks),
+            Leases(mkv, self._clocks, hold_s=settings.max_seconds * 2 + 30),
+        )
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Serve one HTTP request (request id, timing, JSON errors)."""
+        return await serve(
+            request,
+            self._route,
+            worker=WORKER,
+            metrics=self._isolate.metrics,
+            clock=self._clocks.monotonic,
+        )
+
+    async def _route(self, request: Request, log: Log) -> Response:
+        router = Router()
+
+        async def dashboard(req: Request) -> Response:
+            return await self._dashboard()
+
+        async def script(req: Request) -> Response:
+            return Response(
+                200,
+                SCRIPT.encode("utf-8"),
+                {"content-type": "text/javascript; charset=utf-8", "cache-control": "max-age=300"},
+            )
+
+        async def create(req: Request) -> Response:
+            return await self._create(req, log)
+
+        async def listing(req: Request) -> Response:
+            return json_response({"libraries": await self._progress_list()})
+
+        async def show(req: Request, id: str) -> Response:
+            return await self._show(id)
+
+        async def warm(req: Request, id: str) -> Response:
+            return await self._warm_now(req, id, log)
+
+        async def health(req: Request) -> Response:
+            return await self._health()
+
+        async def metrics(req: Request) -> Response:
+            return json_response({"worker": WORKER, **self._isolate.metrics.snapshot()})
+
+        router.add("GET", "/", dashboard)
+        router.add("GET", "/dashboard.js", script)
+        router.add("POST", "/libraries", create)
+        router.add("GET", "/libraries", listing)
+        router.add("GET", "/libraries/{id}", show)
+        router.add("POST", "/libraries/{id}/warm", warm)
+        router.add("GET", "/health", health)
+        router.add("GET", "/metrics", metrics)
+        try:
+            return await router.dispatch(request)
+        except Misconfigured as exc:
+            log.error("misconfigured", detail=str(exc))
+            return error_response(503, "misconfigured", str(exc))
+        except BudgetExhausted as exc:
+            log.error("budget.exhausted", detail=str(exc))
+            return error_response(503, "budget_exhausted", "subrequest budget spent; retry later")
+
+    async def _authorized(self, request: Request) -> Response | None:
+        expected = await self._env.secret(TOKEN_SECRET)
+        return None if is_authorized(request, expected) else unauthorized(expected)
+
+    async def _create(self, request: Request, log: Log) -> Response:
+        refused = await self._authorized(request)
+        if refused is not None:
+            return refused
+        settings = self._settings()
+        if len(request.body) > settings.max_upload_bytes:
+            return error_response(
+                413,
+                "too_large",
+                f"upload is {len(request.body)} bytes; the limit is {settings.max_upload_bytes}",
+            )
+        content_type = request.header("content-type") or ""
+        filename = normalize_display(request.query.get("filename", ""))
+        try:
+            if is_multipart(content_type):
+                part = read_file_part(request.body, content_type)
+                data, filename = part.content, normalize_display(part.filename) or filename
+            elif content_type.split(";", 1)[0].strip().lower() in _TEXT_TYPES:
+                data = request.body
+            else:
+                return error_response(
+                    415,
+                    "unsupported_media_type",
+                    f"send the export as text/csv or multipart/form-data, not {content_type!r}",
+                )
+            library = parse_library(decode_upload(data))
+        except MultipartError as exc:
+            return error_response(400, "bad_multipart", str(exc))
+        except UploadRejected as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        return await self._import(library, data, filename[:200], settings, log)
+
+    async def _import(
+        self, library: ParsedLibrary, data: bytes, filename: str, settings: Settings, log: Log
+    ) -> Response:
+        wiring = self._wire(settings)
+        now = self._clocks.wall()
+        isbns, authors = library.isbns, library.authors
+        units = build_units(isbns, authors, chunk_size=settings.isbn_chunk_size)
+        no_isbn = library.lines_without_isbn
+        summary = {"rows": library.rows, "isbns": len(isbns), "rowsWithoutIsbn": len(no_isbn)}
+        state = JobState(
+            id=_new_job_id(now),
+            created_at=now,
+            format=library.format.value,
+            variant=library.variant,
+            filename=filename,
+            library={**summary, "authors": len(authors)},
+            units=len(units),
+            items=sum(len(u.items) for u in units),
+        )
+        content_type = "text/tab-separated-values" if library.variant == "tsv" else "text/csv"
+        await wiring.store.create(
+            state,
+            data,
+            units,
+            content_type=f"{content_type}; charset=utf-8",
+            metadata={"format": state.format, "filename": filename, "jobId": state.id},
+        )
+        self._isolate.metrics.incr("import.libraries")
+        log.event("import", job=state.id, format=state.format, counts=summary)
+        body = {
+            "id": state.id,
+            "format": state.format,
+            "variant": state.variant,
+            "filename": filename,
+            "rows": library.rows,
+            "validIsbns": len(isbns),
+            "isbns": isbns,
+            "rowsWithoutIsbn": {"count": len(no_isbn), "lines": no_isbn},
+            "authors": len(authors),
+            "authorNames": authors,
+            "problems": [{"line": p.line, "message": p.message} for p in library.problems],
+            "problemsTotal": library.problems_total,
+            "units": state.units,
+            "items": state.items,
+            "estimatedUpstreamCalls": total_estimate(units),
+            "progress": f"/libraries/{state.id}",
+        }
+        return json_response(body, 201, headers={"location": f"/libraries/{state.id}"})
+
+    async def _load_progress(self, job_id: str) -> dict[str, Any] | None:
+        wiring = self._wire(self._settings())
+        state = await wiring.store.load(job_id)
+        if state is None:
+            return None
+        await wiring.store.catch_up(state)  # read-only: shows units a dead run left unsaved
+        return progress(state)
+
+    async def _show(self, job_id: str) -> Response:
+        found = await self._load_progress(job_id) if is_job_id(job_id) else None
+        if found is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        return json_response(found)
+
+    async def _progress_list(self) -> list[dict[str, Any]]:
+        wiring = self._wire(self._settings())
+        ids = await wiring.store.list_ids()
+        out = []
+        for job_id in reversed(ids[-DASHBOARD_LIBRARIES:]):
+            state = await wiring.store.load(job_id)
+            if state is not None:
+                out.append(progress(state))
+        return out
+
+    async def _dashboard(self) -> Response:
+        page = render_dashboard(
+            await self._progress_list(), max_upload_bytes=self._settings().max_upload_bytes
+        )
+        headers = {
+            "content-type": "text/html; charset=utf-8",
+            "content-security-policy": CSP,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+            "cache-control": "no-store",
+        }
+        return Response(200, page.encode("utf-8"), headers)
+
+    async def _warm_now(self, request: Request, job_id: str, log: Log) -> Response:
+        refused = await self._authorized(request)
+        if refused is not None:
+            return refused
+        if not is_job_id(job_id) or await self._load_progress(job_id) is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        report = await self.run_batch(log, only=job_id)
+        runs = report["jobs"]
+        if runs and runs[0]["stoppedBy"] == StopReason.BUSY.value:
+            return error_response(409, "busy", "another run is warming this library; retry soon")
+        return json_response({**report, "progress": await self._load_progress(job_id)})
+
+    async def _health(self) -> Response:
+        settings = self._settings()
+        bindings = {
+            KV_BINDING: self._env.kv(KV_BINDING) is not None,
+            R2_BINDING: self._env.r2(R2_BINDING) is not None,
+            PROXY_BINDING: self._env.service(PROXY_BINDING) is not None,
+            ISBNDB_BINDING: self._env.service(ISBNDB_BINDING) is not None,
+        }
+        return json_response(
+            {
+                "worker": WORKER,
+                "version": VERSION,
+                "ok": all(bindings.values()),
+                "bindings": bindings,
+                "adminTokenConfigured": bool(await self._env.secret(TOKEN_SECRET)),
+                "settings": {
+                    "maxSubrequests": settings.max_subrequests,
+                    "maxSeconds": settings.max_seconds,
+                    "maxUploadBytes": settings.max_upload_bytes,
+                    "isbnChunkSize": settings.isbn_chunk_size,
+                    "dailyBudgets": settings.daily.as_dict(),
+                },
+            }
+        )
+
+    # -- crons -------------------------------------------------------------------------------
+
+    async def scheduled(self, cron: str, scheduled_time_ms: float) -> dict[str, Any]:
+        """Dispatch a cron trigger; returns what the run did (also logged)."""
+        log = Log(WORKER, f"cron-{int(scheduled_time_ms)}")
+        try:
+            if cron == MICRO_BATCH_CRON:
+                return await self.run_batch(log)
+            if cron == VERIFY_CRON:
+                return await self.verify(log)
+        except (BudgetExhausted, Misconfigured, InvalidInput) as exc:
+            log.error("cron.failed", cron=cron, error=type(exc).__name__, detail=str(exc))
+            return {"error": str(exc)}
+        log.warning("cron.unknown", cron=cron)
+        return {"ignored": cron}
+
+    async def run_batch(self, log: Log, *, only: str | None = None) -> dict[str, Any]:
+        """One micro-batch over unfinished jobs (or just ``only``), within the run's budgets."""
+        settings = self._settings()
+        wiring = self._wire(settings)
+        ids = [only] if only is not None else await wiring.store.list_ids()
+        usage = await load_usage(wiring.kv, utc_day(self._clocks.wall()))
+        runner = Runner(
+            store=wiring.store,
+            leases=wiring.leases,
+            proxy=wiring.proxy,
+            isbndb=wiring.isbndb,
+            settings=settings,
+            clocks=self._clocks,
+            meter=wiring.meter,
+            metrics=self._isolate.metrics,
+            log=log,
+        )
+        runs = await runner.run(ids, usage)
+        await save_usage(wiring.kv, usage, self._clocks)
+        report = {
+            "jobs": [r.as_dict() for r in runs],
+            "subrequests": {
+                "used": wiring.meter.used,
+                "limit": wiring.meter.limit,
+                "byTarget": dict(sorted(wiring.meter.by_target.items())),
+            },
+            "usage": {"day": usage.day, "calls": usage.calls},
+        }
+        self._isolate.metrics.incr("warm.runs")
+        log.event("warm.run", jobs=report["jobs"], subrequests=report["subrequests"])
+        return report
+
+    async def verify(self, log: Log) -> dict[str, Any]:
+        """The daily verification pass; writes reports/{YYYY-MM-DD}.json."""
+        settings = self._settings()
+        wiring = self._wire(settings)
+        verifier = Verifier(
+            store=wiring.store,
+            leases=wiring.leases,
+            proxy=wiring.proxy,
+            reports=wiring.blobs,
+            clocks=self._clocks,
+            meter=wiring.meter,
+            log=log,
+            keys_per_call=settings.verify_keys_per_call,
+            chunk_size=settings.isbn_chunk_size,
+        )
+        report = await verifier.run(await wiring.store.list_ids())
+        self._isolate.metrics.incr("verify.runs")
+        log.event("verify.run", totals=report["totals"], subrequests=wiring.meter.used)
+        return report
+
+
+def build_app(env: WorkerEnv, isolate: Isolate) -> App:
+    """The app for one invocation, built from its env and the isolate's state."""
+    return App(env, isolate)
+
+
+__all__ = ["App", "Isolate", "build_app"]

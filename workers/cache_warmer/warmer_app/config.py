@@ -1,0 +1,52 @@
+"""Settings of the cache warmer, parsed from the worker's vars (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bookmeta import WorkerEnv, int_var
+
+WORKER = "cache_warmer"
+VERSION = "1.0.0"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBudgets:
+    """Upstream calls per provider per UTC day that warming may spend (estimates, see planner)."""
+
+    isbndb: int = 1000
+    google: int = 800
+    openlibrary: int = 5000
+
+    def as_dict(self) -> dict[str, int]:
+        """Provider name -> calls per day."""
+        return {"isbndb": self.isbndb, "google": self.google, "openlibrary": self.openlibrary}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the warmer reads from vars; defaults match wrangler.toml.d/cache_warmer.toml."""
+
+    max_subrequests: int = 45
+    max_seconds: int = 20
+    max_upload_bytes: int = 10 * MIB
+    isbn_chunk_size: int = 10
+    verify_keys_per_call: int = 20
+    daily: DailyBudgets = DailyBudgets()
+
+    @classmethod
+    def from_env(cls, env: WorkerEnv) -> Settings:
+        """Parse the vars; a malformed value raises InvalidInput naming the var."""
+        return cls(
+            max_subrequests=int_var(env, "WARM_MAX_SUBREQUESTS", 45, minimum=15),
+            max_seconds=int_var(env, "WARM_MAX_SECONDS", 20, minimum=1),
+            max_upload_bytes=int_var(env, "MAX_UPLOAD_BYTES", 10 * MIB, minimum=1),
+            isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 10, minimum=1),
+            verify_keys_per_call=int_var(env, "VERIFY_KEYS_PER_CALL", 20, minimum=1),
+            daily=DailyBudgets(
+                isbndb=int_var(env, "ISBNDB_DAILY_BUDGET", 1000, minimum=0),
+                google=int_var(env, "GOOGLE_DAILY_BUDGET", 800, minimum=0),
+                openlibrary=int_var(env, "OPEN_LIBRARY_DAILY_BUDGET", 5000, minimum=0),
+            ),
+        )

@@ -1,0 +1,151 @@
+"""Pure batch planning: a library becomes work units; a run takes the units its budgets allow.
+
+A unit is a chunk of ISBNs (one ``warm_isbns`` RPC) or one distinct author (ISBNdb
+``/author/{name}`` plus the proxy's ``/search/auto``). Costs, on our side of the bindings:
+
+======================  ===========================================================
+ISBN chunk              2 subrequests: the RPC, the unit's result key in KV
+author                  3 subrequests: two fetches, the unit's result key in KV
+per job worked          9: state get, plan get (R2), catch-up probe (>= 1 get),
+                        lease get/put/confirm get, release get/put, state put
+per run                 3: job list, daily usage get, daily usage put
+======================  ===========================================================
+
+Upstream calls (for the daily provider budgets) are estimated pessimistically per unit; the
+proxy reports its real counts for ISBN chunks and those replace the estimate once known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+ISBN_UNIT_SUBREQUESTS = 2
+AUTHOR_UNIT_SUBREQUESTS = 3
+JOB_SUBREQUESTS = 9
+JOB_END_SUBREQUESTS = 3  # release get/put + state put, reserved while working a job
+RUN_SUBREQUESTS = 3
+RUN_END_SUBREQUESTS = 1  # the daily usage put
+ISBNDB_BULK_MAX = 100
+OPEN_LIBRARY_BATCH_MAX = 50
+
+
+class UnitKind(StrEnum):
+    """What a unit warms."""
+
+    ISBNS = "isbns"
+    AUTHOR = "author"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One step of a warming job: ISBN-13s, or a single author name."""
+
+    kind: UnitKind
+    items: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (stored in the plan)."""
+        return {"kind": self.kind.value, "items": list(self.items)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Unit:
+        """Inverse of to_json."""
+        return cls(UnitKind(data["kind"]), tuple(str(i) for i in data["items"]))
+
+    @property
+    def subrequests(self) -> int:
+        """Subrequests this unit costs (see the module docstring)."""
+        return ISBN_UNIT_SUBREQUESTS if self.kind is UnitKind.ISBNS else AUTHOR_UNIT_SUBREQUESTS
+
+
+def build_units(isbns: Sequence[str], authors: Iterable[str], *, chunk_size: int) -> list[Unit]:
+    """ISBN chunks of ``chunk_size`` first (the books themselves), then one unit per author."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    units = [
+        Unit(UnitKind.ISBNS, tuple(isbns[i : i + chunk_size]))
+        for i in range(0, len(isbns), chunk_size)
+    ]
+    units.extend(Unit(UnitKind.AUTHOR, (name,)) for name in authors)
+    return units
+
+
+def upstream_estimate(unit: Unit) -> dict[str, int]:
+    """Worst-case upstream calls for ``unit``, per provider.
+
+    ISBN chunk: one ISBNdb bulk call per 100, one Open Library batch per 50 and, at worst, one
+    Google search per ISBN. Author: ISBNdb three times (direct, then through the proxy's
+    author search and its text-search retry when a name finds nothing), Google and Open
+    Library twice each (the same retry).
+    """
+    if unit.kind is UnitKind.ISBNS:
+        n = len(unit.items)
+        return {
+            "isbndb": math.ceil(n / ISBNDB_BULK_MAX),
+            "openlibrary": math.ceil(n / OPEN_LIBRARY_BATCH_MAX),
+            "google": n,
+        }
+    return {"isbndb": 3, "google": 2, "openlibrary": 2}
+
+
+def total_estimate(units: Iterable[Unit]) -> dict[str, int]:
+    """Summed worst-case upstream calls of ``units``."""
+    out = {"isbndb": 0, "google": 0, "openlibrary": 0}
+    for unit in units:
+        for provider, n in upstream_estimate(unit).items():
+            out[provider] += n
+    return out
+
+
+class StopReason(StrEnum):
+    """Why a batch ends where it does."""
+
+    COMPLETE = "complete"
+    SUBREQUESTS = "subrequests"
+    DAILY_BUDGET = "daily_budget"
+    TIME = "time"
+    TRANSIENT = "transient_error"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """Unit indices to run, in order, and why the plan stops after them."""
+
+    indices: list[int]
+    stop: StopReason
+    detail: str = ""
+
+
+def plan_batch(
+    units: Sequence[Unit],
+    start: int,
+    *,
+    subrequests: int,
+    daily_left: Mapping[str, int],
+) -> BatchPlan:
+    """Take units from ``start`` while both the subrequest and the daily budgets cover them.
+
+    ``subrequests`` is what the run may still spend on units (end-of-run writes already
+    reserved). Units are never skipped: the batch stops at the first that does not fit.
+    """
+    left = dict(daily_left)
+    spend = subrequests
+    indices: list[int] = []
+    for n in range(start, len(units)):
+        unit = units[n]
+        if unit.subrequests > spend:
+            return BatchPlan(indices, StopReason.SUBREQUESTS, f"{spend} subrequests left")
+        cost = upstream_estimate(unit)
+        short = [p for p, c in cost.items() if c > left.get(p, 0)]
+        if short:
+            return BatchPlan(indices, StopReason.DAILY_BUDGET, ", ".join(sorted(short)))
+        spend -= unit.subrequests
+        for provider, c in cost.items():
+            left[provider] = left.get(provider, 0) - c
+        indices.append(n)
+    return BatchPlan(indices, StopReason.COMPLETE)

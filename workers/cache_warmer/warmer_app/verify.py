@@ -1,0 +1,202 @@
+"""Daily verification: are warmed entries still in the proxy's cache? Re-queue those that are not.
+
+For each job, the keys of warmed items (units before the cursor, minus items that ever failed)
+are computed exactly as the proxy computes them (``isbn_key`` for books, ``search_key`` for the
+author searches) and checked with the proxy's ``cache_status`` RPC in chunks. Missing keys and
+keys with less than 24 h left are re-queued as new units appended to the plan. Large libraries
+are checked round-robin: ``verify_cursor`` remembers where the budget ran out. A dated report
+goes to R2 ``reports/{YYYY-MM-DD}.json`` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bookmeta import BlobStore, Clocks, Log, Service, classify, isbn_key, search_key
+
+from .budget import Meter
+from .jobs import JobState, JobStore
+from .lease import Leases
+from .planner import Unit, UnitKind, build_units
+from .runner import AUTHOR_MAX_RESULTS
+
+EXPIRY_MARGIN_S = 24 * 3600.0
+PROXY_DEFAULT_LANG = "en"  # the proxy's langRestrict when the request has none
+JOB_START_SUBREQUESTS = 12  # state get x2, lease (up to 7), catch-up probe, plan get
+JOB_END_SUBREQUESTS = 4  # plan put, state put, release get/put
+RUN_END_SUBREQUESTS = 1  # the report put
+
+
+def utc_day(epoch_s: float) -> str:
+    """``YYYY-MM-DD`` of an epoch second, in UTC (crons run in UTC)."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%d")
+
+
+def author_cache_key(name: str) -> str:
+    """The proxy's key for ``/search/auto?q=<name>&maxResults=40&includeTranslations=false``."""
+    query = classify(name)
+    return search_key(
+        query.kind.value,
+        query.text,
+        max_results=AUTHOR_MAX_RESULTS,
+        lang=PROXY_DEFAULT_LANG,
+        translations=False,
+    )
+
+
+def item_key(kind: UnitKind, item: str) -> str:
+    """The cache key a warmed item should have in the proxy's cache."""
+    return isbn_key(item) if kind is UnitKind.ISBNS else author_cache_key(item)
+
+
+def warmed_keys(state: JobState, units: Sequence[Unit]) -> dict[str, tuple[UnitKind, str]]:
+    """Cache key -> (kind, item) for every item warmed so far, in unit order, de-duplicated."""
+    failed = state.failed_items()
+    keys: dict[str, tuple[UnitKind, str]] = {}
+    for unit in units[: min(state.cursor, state.units)]:
+        for item in unit.items:
+            if item not in failed:
+                keys.setdefault(item_key(unit.kind, item), (unit.kind, item))
+    return keys
+
+
+def needs_requeue(status: Any, now: float) -> str | None:
+    """``"missing"``, ``"expiring"`` or None for one key's ``cache_status`` entry."""
+    if not isinstance(status, dict) or status.get("tier") is None:
+        return "missing"
+    expires_at = status.get("expiresAt")
+    if expires_at is not None and float(expires_at) - now < EXPIRY_MARGIN_S:
+        return "expiring"
+    return None
+
+
+class Verifier:
+    """Runs one verification pass over all jobs within the run's subrequest budget."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        leases: Leases,
+        proxy: Service,
+        reports: BlobStore,
+        clocks: Clocks,
+        meter: Meter,
+        log: Log,
+        keys_per_call: int,
+        chunk_size: int,
+    ) -> None:
+        self._store = store
+        self._leases = leases
+        self._proxy = proxy
+        self._reports = reports
+        self._clocks = clocks
+        self._meter = meter
+        self._log = log
+        self._keys_per_call = keys_per_call
+        self._chunk_size = chunk_size
+
+    async def run(self, job_ids: list[str]) -> dict[str, Any]:
+        """Verify the jobs and write the day's report; returns the report."""
+        jobs: list[dict[str, Any]] = []
+        for job_id in job_ids:
+            if (
+                self._meter.remaining
+                < JOB_START_SUBREQUESTS + JOB_END_SUBREQUESTS + RUN_END_SUBREQUESTS + 1
+            ):
+                jobs.append({"id": job_id, "skipped": "subrequest budget spent"})
+                continue
+            state = await self._store.load(job_id)
+            if state is None or state.cursor == 0:
+                continue
+            jobs.append(await self._verify_locked(state))
+        now = self._clocks.wall()
+        report = {
+            "date": utc_day(now),
+            "generatedAt": now,
+            "jobs": jobs,
+            "totals": {
+                k: sum(int(j.get(k, 0)) for j in jobs)
+                for k in ("checked", "missing", "expiring", "requeued")
+            },
+            "subrequests": self._meter.used + 1,
+        }
+        await self._reports.put(
+            f"reports/{report['date']}.json",
+            json.dumps(report, ensure_ascii=False),
+            content_type="application/json",
+        )
+        return report
+
+    async def _verify_locked(self, state: JobState) -> dict[str, Any]:
+        lease = await self._leases.acquire(state.id)
+        if lease is None:
+            holder = await self._leases.holder(state.id)
+            if holder is not None:
+                # A micro-batch holds it (both crons fire at 02:00): wait for it to run out.
+                await self._clocks.sleep(max(0.0, holder.until - self._clocks.wall()) + 0.001)
+            lease = await self._leases.acquire(state.id)
+        if lease is None:
+            return {"id": state.id, "skipped": "lease held"}
+        fresh = await self._store.load(state.id) or state
+        await self._store.catch_up(fresh)
+        summary = await self._verify(fresh)
+        await self._store.save(fresh)
+        await self._leases.release(lease)
+        return summary
+
+    async def _verify(self, state: JobState) -> dict[str, Any]:
+        units = await self._store.load_units(state.id)
+        keys = warmed_keys(state, units)
+        ordered = list(keys)
+        if not ordered:
+            return {"id": state.id, "checked": 0}
+        start = state.verify_cursor % len(ordered)
+        calls = max(0, self._meter.remaining - JOB_END_SUBREQUESTS - RUN_END_SUBREQUESTS)
+        window = (ordered[start:] + ordered[:start])[: calls * self._keys_per_call]
+        now = self._clocks.wall()
+        checked = 0
+        missing: list[str] = []
+        expiring: list[str] = []
+        error = None
+        for i in range(0, len(window), self._keys_per_call):
+            batch = window[i : i + self._keys_per_call]
+            result = await self._proxy.call("cache_status", batch)
+            if not isinstance(result, dict) or "error" in result:
+                error = str(result.get("error") if isinstance(result, dict) else result)[:300]
+                break
+            statuses = result.get("keys", {})
+            for key in batch:
+                verdict = needs_requeue(statuses.get(key), now)
+                if verdict == "missing":
+                    missing.append(key)
+                elif verdict == "expiring":
+                    expiring.append(key)
+            checked += len(batch)
+        requeue = [keys[k] for k in missing + expiring]
+        if requeue:
+            isbns = [item for kind, item in requeue if kind is UnitKind.ISBNS]
+            authors = [item for kind, item in requeue if kind is UnitKind.AUTHOR]
+            added = build_units(isbns, authors, chunk_size=self._chunk_size)
+            units = units[: state.units] + added
+            await self._store.save_units(state.id, units)
+            state.units = len(units)
+            state.items += len(requeue)
+            state.requeued += len(requeue)
+        state.verify_cursor = 0 if checked >= len(ordered) else (start + checked) % len(ordered)
+        summary: dict[str, Any] = {
+            "id": state.id,
+            "checked": checked,
+            "of": len(ordered),
+            "missing": len(missing),
+            "expiring": len(expiring),
+            "requeued": len(requeue),
+        }
+        if error is not None:
+            summary["error"] = error
+        state.last_verify = {"at": now, **summary}
+        self._log.event("verify.job", **summary)
+        return summary
