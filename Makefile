@@ -30,6 +30,11 @@ lint: $(VENV_STAMP)
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 
+# Figures for README's "Performance and cost": printed, and written to bench/results.json.
+BENCH_PATH := .:tests:tests/harness/stub:workers/isbndb_worker:workers/books_api_proxy:workers/cache_warmer
+bench: $(VENV_STAMP)
+	PYTHONPATH=$(BENCH_PATH) $(UV) run --frozen python -m bench
+
 format: $(VENV_STAMP)
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .

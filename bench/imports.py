@@ -58,9 +58,7 @@ def measure() -> dict[str, Any]:
             f"s = u.spec_from_file_location('entry', {str(folder / 'entry.py')!r}); "
             "m = u.module_from_spec(s); s.loader.exec_module(m)"
         )
-        ms, n = _median(
-            [_importtime(code, [STUB, ROOT / "shared", folder]) for _ in range(RUNS)]
-        )
+        ms, n = _median([_importtime(code, [STUB, ROOT / "shared", folder]) for _ in range(RUNS)])
         net = ms - base_ms
         out[worker] = {
             "ms": round(net, 2),

@@ -219,12 +219,8 @@ class RuntimeEnv:
             return raw or None
         try:
             value = await raw.get()
-        except Exception as exc:  # a missing store secret must not take the worker down
-            log.warning(
-                json.dumps(
-                    {"event": "secret.unavailable", "name": name, "error": type(exc).__name__}
-                )
-            )
+        except Exception:  # not in the store: an unset optional secret, same as no binding
+            log.debug("secret %s is not set in the Secrets Store", name)
             return None
         return str(value) if value else None
 

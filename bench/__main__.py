@@ -1,0 +1,88 @@
+"""`make bench`: print every figure side by side and write bench/results.json."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import cost, imports, latency
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _row(*cells: object) -> str:
+    return "  ".join(f"{c!s:>12}" for c in cells)
+
+
+def _print_cost(c: dict[str, Any]) -> None:
+    lib = c["library"]
+    print(f"\n== Cost: warming a {lib['rows']}-book library ({lib['isbns']} ISBNs, "
+          f"{lib['authors']} authors), upstream calls ==")  # fmt: skip
+    print(f"   ours finished in {c['cron_ticks']} cron ticks, progress {c['progress_percent']}%")
+    for part in ("isbn_part", "author_part"):
+        print(f"-- {part.replace('_', ' ')}")
+        print(_row("provider", "baseline", "ours", "ratio", "floor"))
+        for provider, f in c[part].items():
+            print(_row(provider, f["baseline"], f["ours"], f["ratio"], f["floor"]))
+    t = c["isbn_part_total"]
+    print(_row("ISBN total", t["baseline"], t["ours"], t["ratio"], ""))
+
+
+def _print_latency(lat: dict[str, Any]) -> None:
+    print("\n== Cache-hit latency of /search/auto (in-process, per request) ==")
+    print(_row("form", "p50 ms", "p99 ms", "req/s", "p50 ratio", "p99 ratio"))
+    for form, f in lat.items():
+        ours, bare = f["ours"], f["bare_kv_read"]
+        print(_row(form, ours["p50_ms"], ours["p99_ms"], ours["rps"], f["p50_ratio"],
+                   f["p99_ratio"]))  # fmt: skip
+        print(_row(f"{form} floor", bare["p50_ms"], bare["p99_ms"], bare["rps"], "", ""))
+
+
+def _print_single_flight(sf: dict[str, Any]) -> None:
+    print("\n== Single-flight: concurrent identical misses ==")
+    print(f"   {sf['concurrent_requests']} requests, {sf['ok']} answered 200, upstream calls "
+          f"{sf['upstream_calls']} (total {sf['upstream_calls_total']})")  # fmt: skip
+
+
+def _print_imports(imp: dict[str, Any]) -> None:
+    print("\n== Import cost of entry modules (cold, python -X importtime, median of 7) ==")
+    print(_row("module", "ms", "modules", "x httpx"))
+    for name, f in imp.items():
+        print(_row(name, f["ms"], f["modules"], f.get("ratio_to_httpx", 1.0)))
+
+
+async def _measure_quietly(coro: Any) -> Any:
+    # The workers log one JSON line per request to stdout; keep the report readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return await coro
+
+
+def main() -> int:
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    results["cost"] = asyncio.run(_measure_quietly(cost.measure()))
+    _print_cost(results["cost"])
+    results["latency"] = asyncio.run(_measure_quietly(latency.measure()))
+    _print_latency(results["latency"])
+    results["single_flight"] = asyncio.run(_measure_quietly(latency.single_flight()))
+    _print_single_flight(results["single_flight"])
+    results["imports"] = imports.measure()
+    _print_imports(results["imports"])
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {RESULTS} in {results['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

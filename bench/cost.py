@@ -1,0 +1,155 @@
+"""What warming a library costs in upstream calls: ours against the original design's pattern.
+
+Input: a generated Goodreads export (1,000 books, ~60 % with ISBNs, 350 authors; seeded).
+Both runs use the real workers in the in-process harness against the fixture upstream on
+loopback, which counts every call by provider and kind.
+
+* ours: upload the CSV to the warmer and fire its `*/15` cron until the job is done.
+* baseline (original design): one proxy `/search/auto?q=<isbn>&maxResults=1` per ISBN, plus
+  per author one ISBNdb `/author/{name}?page=1&pageSize=50&language=en` and one proxy
+  `/search/auto?q=<author>&maxResults=40&includeTranslations=false`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+from urllib.parse import quote
+
+from bench import upstream
+from bench.library_gen import goodreads_export
+from bookmeta import extract_isbn
+from harness import System
+
+TOKEN = "bench-admin-token"
+TICK_S = 900.0
+MAX_TICKS = 2000
+
+
+def _library() -> tuple[str, list[str], list[str]]:
+    text = goodreads_export(1000, isbn_share=0.6, authors=350, seed=7)
+    isbns: list[str] = []
+    authors: list[str] = []
+    for row in csv.DictReader(io.StringIO(text)):
+        isbn = extract_isbn(row["ISBN13"]) or extract_isbn(row["ISBN"])
+        if isbn and isbn not in isbns:
+            isbns.append(isbn)
+        if row["Author"] not in authors:
+            authors.append(row["Author"])
+    return text, isbns, authors
+
+
+def _system(base: str) -> System:
+    overrides = upstream.upstream_vars(base)
+    overrides["cache_warmer"] = {
+        "ISBNDB_DAILY_BUDGET": "100000",
+        "GOOGLE_DAILY_BUDGET": "100000",
+        "OPEN_LIBRARY_DAILY_BUDGET": "100000",
+    }
+    return System(
+        secrets={"ISBNDB_API_KEY": "bench-key", "WARMER_ADMIN_TOKEN": TOKEN}, vars=overrides
+    )
+
+
+async def _ours(base: str, text: str) -> dict[str, Any]:
+    system = _system(base)
+    upstream.control(base, "/__reset")
+    resp = await system.fetch(
+        "cache_warmer",
+        "/libraries",
+        method="POST",
+        headers={"authorization": f"Bearer {TOKEN}", "content-type": "text/csv"},
+        body=text,
+    )
+    assert resp.status == 201, await resp.text()
+    job = (await resp.json())["id"]
+    ticks = 0
+    progress: dict[str, Any] = {}
+    while ticks < MAX_TICKS:
+        await system.scheduled("cache_warmer", "*/15 * * * *")
+        ticks += 1
+        system.clock.advance(TICK_S)
+        progress = await (await system.fetch("cache_warmer", f"/libraries/{job}")).json()
+        if progress.get("remaining") == 0:
+            break
+    calls = upstream.control(base, "/__calls")
+    return {"ticks": ticks, "progress": progress, "calls": calls}
+
+
+async def _baseline(base: str, isbns: list[str], authors: list[str]) -> dict[str, Any]:
+    system = _system(base)
+    upstream.control(base, "/__reset")
+    for isbn in isbns:
+        await system.fetch("books_api_proxy", f"/search/auto?q={isbn}&maxResults=1")
+    isbn_calls = upstream.control(base, "/__calls")
+    for author in authors:
+        await system.fetch(
+            "isbndb_worker", f"/author/{quote(author, safe='')}?page=1&pageSize=50&language=en"
+        )
+        await system.fetch(
+            "books_api_proxy",
+            f"/search/auto?q={quote(author)}&maxResults=40&includeTranslations=false",
+        )
+    return {"isbn_part": isbn_calls, "all": upstream.control(base, "/__calls")}
+
+
+def _part(by_kind: dict[str, int], provider: str, kinds: tuple[str, ...]) -> int:
+    return sum(by_kind.get(f"{provider}.{k}", 0) for k in kinds)
+
+
+async def measure() -> dict[str, Any]:
+    """Calls per provider for the ISBN and author parts, ours vs baseline, with floors."""
+    text, isbns, authors = _library()
+    books = upstream.catalogue_from_csv(text)
+    known = {b["isbn13"]: set(b["providers"]) for b in books}
+    missing_after_isbndb = [i for i in isbns if "isbndb" not in known.get(i, set())]
+    neither = [i for i in missing_after_isbndb if "openlibrary" not in known.get(i, set())]
+    with upstream.serve(books) as base:
+        ours = await _ours(base, text)
+        base_run = await _baseline(base, isbns, authors)
+    ours_kind = ours["calls"]["by_kind"]
+    base_isbn_kind = base_run["isbn_part"]["by_kind"]
+    base_all_kind = base_run["all"]["by_kind"]
+    isbn_part: dict[str, Any] = {}
+    floors = {
+        "isbndb": math.ceil(len(isbns) / 100),
+        "openlibrary": math.ceil(len(missing_after_isbndb) / 50),
+        "google": len(neither),
+    }
+    for provider in ("isbndb", "openlibrary", "google"):
+        b = _part(base_isbn_kind, provider, ("isbn", "search", "author"))
+        o = _part(ours_kind, provider, ("isbn",))
+        isbn_part[provider] = {
+            "baseline": b,
+            "ours": o,
+            "ratio": round(b / o, 1) if o else None,
+            "floor": floors[provider],
+        }
+    base_isbn_total = sum(v["baseline"] for v in isbn_part.values())
+    ours_isbn_total = sum(v["ours"] for v in isbn_part.values())
+    author_part: dict[str, Any] = {}
+    for provider in ("isbndb", "openlibrary", "google"):
+        b = _part(base_all_kind, provider, ("author", "search")) - _part(
+            base_isbn_kind, provider, ("author", "search")
+        )
+        o = _part(ours_kind, provider, ("author", "search"))
+        author_part[provider] = {
+            "baseline": b,
+            "ours": o,
+            "ratio": round(b / o, 2) if o else None,
+            "floor": len(authors),
+        }
+    return {
+        "library": {"rows": 1000, "isbns": len(isbns), "authors": len(authors)},
+        "cron_ticks": ours["ticks"],
+        "progress_percent": ours["progress"].get("percent"),
+        "isbn_part": isbn_part,
+        "isbn_part_total": {
+            "baseline": base_isbn_total,
+            "ours": ours_isbn_total,
+            "ratio": round(base_isbn_total / ours_isbn_total, 1) if ours_isbn_total else None,
+        },
+        "author_part": author_part,
+    }
