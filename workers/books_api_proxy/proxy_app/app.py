@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -28,7 +29,7 @@ from bookmeta import (
     serve,
 )
 
-from .config import Settings, load_settings
+from .config import Settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
 from .search import AllProvidersFailed, Searcher, SearchResult
@@ -37,7 +38,7 @@ from .validation import SearchParams, isbn, key_list, search_params, search_quer
 from .volumes import envelope
 from .warm import warm_isbns
 
-WORKER = "books-api-proxy"
+WORKER = "books_api_proxy"
 VERSION = "1.0.0"
 JsonBody = dict[str, Any]
 
@@ -78,7 +79,7 @@ class App:
     ) -> None:
         self.env = env
         self.isolate = isolate
-        self.settings = settings or load_settings(env)
+        self.settings = settings or isolate.settings(env)
         self.cache = TwoTierCache(
             env.kv("CACHE"),
             env.r2("API_CACHE_COLD"),
@@ -102,13 +103,7 @@ class App:
             schedule=env.wait_until,
             on_lookup=lambda source: isolate.metrics.incr(f"cache.{source}"),
         )
-        self.router = Router()
-        self.router.add("GET", "/search/auto", self._http_auto)
-        self.router.add("GET", "/search/isbn", self._http_isbn)
-        self.router.add("GET", "/search/author", self._http_author)
-        self.router.add("GET", "/search/title", self._http_title)
-        self.router.add("GET", "/health", self._http_health)
-        self.router.add("GET", "/metrics", self._http_metrics)
+        self.router = isolate.router(_routes)
 
     async def _google_key(self) -> str | None:
         return await self.env.secret("GOOGLE_BOOKS_API_KEY")
@@ -129,7 +124,8 @@ class App:
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)
-        response = await self.router.dispatch(request)
+        routed = _Routed(request.method, request.url, request.headers, request.body, app=self)
+        response = await self.router.dispatch(routed)
         response.headers.update(cors_headers(origins, request.header("origin")))
         return response
 
@@ -303,6 +299,39 @@ class App:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Routed(Request):
+    """A request on its way through the isolate's router, with the invocation's App."""
+
+    app: App = field(kw_only=True)
+
+
+def _on_app(
+    op: Callable[[App, Request], Awaitable[Response]],
+) -> Callable[..., Awaitable[Response]]:
+    """A route handler running ``op`` on the App of the request it is given."""
+
+    async def handler(request: Request) -> Response:
+        if not isinstance(request, _Routed):  # a programming error: only App dispatches
+            raise TypeError("the isolate's router only takes requests routed by an App")
+        return await op(request.app, request)
+
+    return handler
+
+
+def _routes() -> Router:
+    # Built once per isolate (Isolate.router): handlers reach the invocation's App
+    # through the request, so no route closes over per-request state.
+    router = Router()
+    router.add("GET", "/search/auto", _on_app(App._http_auto))
+    router.add("GET", "/search/isbn", _on_app(App._http_isbn))
+    router.add("GET", "/search/author", _on_app(App._http_author))
+    router.add("GET", "/search/title", _on_app(App._http_title))
+    router.add("GET", "/health", _on_app(App._http_health))
+    router.add("GET", "/metrics", _on_app(App._http_metrics))
+    return router
+
+
 def build_app(env: WorkerEnv, isolate: Isolate) -> App:
-    """The App for one invocation (cheap: everything stateful lives in ``isolate``)."""
+    """The App for one invocation (cheap: settings, routes and state live in ``isolate``)."""
     return App(env, isolate)

@@ -6,6 +6,7 @@ Routes::
     POST /libraries                import a CSV/TSV (auth)     GET /libraries     progress list
     GET  /libraries/{id}           progress (JSON)             POST /libraries/{id}/warm (auth)
     GET  /health                   GET /metrics
+    GET  /debug/{proxy|isbndb}/... POST /debug/rpc/...        binding pass-through (auth)
 
 Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other is logged only.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from bookmeta import (
     BlobStore,
+    BookmetaError,
     InvalidInput,
     KVStore,
     Log,
@@ -31,9 +33,11 @@ from bookmeta import (
     error_response,
     json_response,
     normalize_display,
+    response_for_error,
     serve,
 )
 
+from . import debug
 from .auth import is_authorized, unauthorized
 from .budget import (
     BudgetExhausted,
@@ -160,6 +164,8 @@ class App:
         )
 
     async def _route(self, request: Request, log: Log) -> Response:
+        if (target := debug.parse_target(request.path)) is not None:
+            return await self._debug(request, *target)
         router = Router()
 
         async def dashboard(req: Request) -> Response:
@@ -206,6 +212,20 @@ class App:
         except BudgetExhausted as exc:
             log.error("budget.exhausted", detail=str(exc))
             return error_response(503, "budget_exhausted", "subrequest budget spent; retry later")
+
+    async def _debug(self, request: Request, kind: str, target: str, rest: str) -> Response:
+        refused = await self._authorized(request)
+        if refused is not None:
+            return refused
+        service = self._env.service(debug.TARGETS[target][0])
+        if service is None:
+            return error_response(503, "misconfigured", f"binding for {target} is missing")
+        try:
+            if kind == "rpc":
+                return await debug.call(request, service, target, rest)
+            return await debug.forward(request, service, target, rest)
+        except BookmetaError as exc:
+            return response_for_error(exc)
 
     async def _authorized(self, request: Request) -> Response | None:
         expected = await self._env.secret(TOKEN_SECRET)
