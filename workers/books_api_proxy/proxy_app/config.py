@@ -7,6 +7,20 @@ from dataclasses import dataclass
 from bookmeta import WorkerEnv, int_var
 
 MAX_RESULTS_LIMIT = 40  # Google Books' own ceiling for maxResults
+# Every var `load_settings` reads (a test pins it): their raw values key the isolate's settings.
+VAR_NAMES = (
+    "CACHE_HOT_TTL",
+    "CACHE_COLD_TTL",
+    "MAX_RESULTS_DEFAULT",
+    "RATE_LIMIT_MS",
+    "GOOGLE_BOOKS_BASE_URL",
+    "OPEN_LIBRARY_BASE_URL",
+    "CONTACT_EMAIL",
+    "CORS_ALLOWED_ORIGINS",
+    "PROVIDER_TIMEOUT_MS",
+)
+# Stands for an absent var in `var_values` (NUL never occurs in a wrangler var).
+_UNSET = "\x00unset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +43,11 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     """``CORS_ALLOWED_ORIGINS``: ``*`` or a comma-separated list of origins (trailing ``/`` cut)."""
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     return ("*",) if not origins or "*" in origins else origins
+
+
+def var_values(env: WorkerEnv) -> tuple[str, ...]:
+    """The raw values of the vars in ``VAR_NAMES`` (absent ones as a sentinel), in order."""
+    return tuple(env.var(name, _UNSET) for name in VAR_NAMES)
 
 
 def load_settings(env: WorkerEnv) -> Settings:

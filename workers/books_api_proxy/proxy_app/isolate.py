@@ -1,11 +1,14 @@
 """Per-isolate state: breakers, rate limiters, single-flight and metrics (no I/O, no randomness).
 
-Created once by the entry module and shared by every request the isolate serves. Time is read
-through ``current_clocks()`` at each use, so tests that install a fake clock drive it too.
+Also what is the same for every request of an isolate: the settings parsed from the vars
+(keyed by the vars' values) and the route table. Created once by the entry module and shared
+by every request the isolate serves. Time is read through ``current_clocks()`` at each use,
+so tests that install a fake clock drive it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bookmeta import (
@@ -13,9 +16,13 @@ from bookmeta import (
     BreakerRegistry,
     Metrics,
     RateLimiter,
+    Router,
     SingleFlight,
+    WorkerEnv,
     current_clocks,
 )
+
+from .config import Settings, load_settings, var_values
 
 BREAKER_FAILURE_THRESHOLD = 3
 BREAKER_RESET_TIMEOUT_S = 30.0
@@ -47,6 +54,28 @@ class Isolate:
             on_change=self._on_breaker_change,
         )
         self._limiters: dict[str, RateLimiter] = {}
+        self._settings: tuple[tuple[str, ...], Settings] | None = None
+        self._router: Router | None = None
+
+    def settings(self, env: WorkerEnv) -> Settings:
+        """The settings parsed from ``env``'s vars, parsed again only when a var's value changed.
+
+        Raises:
+            ConfigError: a var is malformed (nothing is cached then: every call raises again).
+        """
+        values = var_values(env)
+        cached = self._settings
+        if cached is not None and cached[0] == values:
+            return cached[1]
+        settings = load_settings(env)
+        self._settings = (values, settings)
+        return settings
+
+    def router(self, build: Callable[[], Router]) -> Router:
+        """The isolate's route table, made by ``build`` on first use."""
+        if self._router is None:
+            self._router = build()
+        return self._router
 
     def limiter(self, provider: str, min_interval_ms: int) -> RateLimiter:
         """The provider's limiter, created on first use with ``min_interval_ms``."""

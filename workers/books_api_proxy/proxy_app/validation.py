@@ -23,6 +23,18 @@ MAX_KEY_CHARS = 512
 DEFAULT_LANG = "en"
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
+# Control, surrogate, private-use and unassigned characters are refused unless whitespace.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+
+
+def _refused(ch: str) -> bool:
+    return unicodedata.category(ch) in _REFUSED_CATEGORIES and not ch.isspace()
+
+
+# The same test for ASCII text, as one regex search instead of a per-character loop.
+_ASCII_REFUSED_RE = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(128) if _refused(chr(c))) + "]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +52,10 @@ def _text(value: Any, param: str, max_chars: int) -> str:
         raise InvalidInput(param, "is required")
     if len(value) > max_chars:
         raise InvalidInput(param, f"must be at most {max_chars} characters")
-    if any(
-        unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and not ch.isspace() for ch in value
+    if (
+        _ASCII_REFUSED_RE.search(value) is not None
+        if value.isascii()
+        else any(_refused(ch) for ch in value)
     ):
         raise InvalidInput(param, "contains control or unassigned characters")
     text = normalize_display(value)

@@ -7,6 +7,7 @@ as a JSON error response, RPC returns ``{"error": {..., "status", "retryAfter"}}
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,20 +49,16 @@ class App:
         self._env = env
         self._metrics = isolate.metrics
         self._config_failure: Failure | None = None
-        try:
-            self._settings = Settings.from_env(env)
-        except ConfigError as exc:
+        settings = isolate.settings(env)
+        if isinstance(settings, ConfigError):
             self._settings = Settings()
-            self._config_failure = config_error(exc)
+            self._config_failure = config_error(settings)
+        else:
+            self._settings = settings
         self._state: State = isolate.state(self._settings, env.clocks)
         self._session = HttpSession(http_factory)
         self._log: Log | None = None
-        self._router = Router()
-        self._router.add("GET", "/author/{name}", self._http_author)
-        self._router.add("GET", "/book/{isbn}", self._http_book)
-        self._router.add("POST", "/books", self._http_books)
-        self._router.add("GET", "/health", self._http_health)
-        self._router.add("GET", "/metrics", self._http_metrics)
+        self._router = isolate.router(_routes)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -70,7 +67,8 @@ class App:
 
         async def handler(req: Request, log: Log) -> Response:
             self._log = log
-            return await self._router.dispatch(req)
+            routed = _Routed(req.method, req.url, req.headers, req.body, app=self)
+            return await self._router.dispatch(routed)
 
         return await serve(
             request, handler, worker=WORKER, metrics=self._metrics, clock=self._env.clocks.monotonic
@@ -246,6 +244,36 @@ class App:
 
 def _render(outcome: Outcome) -> Response:
     return outcome.response() if isinstance(outcome, Failure) else json_response(outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed(Request):
+    """A request on its way through the isolate's router, with the invocation's App."""
+
+    app: App = field(kw_only=True)
+
+
+def _on_app(op: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """A route handler running ``op(app, request, **path_params)`` on the request's App."""
+
+    async def handler(request: Request, **params: str) -> Response:
+        if not isinstance(request, _Routed):  # a programming error: only App dispatches
+            raise TypeError("the isolate's router only takes requests routed by an App")
+        return await op(request.app, request, **params)
+
+    return handler
+
+
+def _routes() -> Router:
+    # Built once per isolate (Isolate.router): handlers reach the invocation's App
+    # through the request, so no route closes over per-request state.
+    router = Router()
+    router.add("GET", "/author/{name}", _on_app(App._http_author))
+    router.add("GET", "/book/{isbn}", _on_app(App._http_book))
+    router.add("POST", "/books", _on_app(App._http_books))
+    router.add("GET", "/health", _on_app(App._http_health))
+    router.add("GET", "/metrics", _on_app(App._http_metrics))
+    return router
 
 
 def build_app(

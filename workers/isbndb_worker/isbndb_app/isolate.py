@@ -2,14 +2,26 @@
 
 The entry module makes one `Isolate` at import; the parts that need settings and clocks are
 built on first use, from the first invocation's env (the runtime's clocks in production,
-the harness's fake clock in tests).
+the harness's fake clock in tests). The settings parsed from the vars (keyed by the vars'
+values) and the route table are kept here too, so a request does not rebuild them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bookmeta import BreakerEvent, CircuitBreaker, Clocks, Log, Metrics, RateLimiter
+from bookmeta import (
+    BreakerEvent,
+    CircuitBreaker,
+    Clocks,
+    ConfigError,
+    Log,
+    Metrics,
+    RateLimiter,
+    Router,
+    WorkerEnv,
+)
 
 from .books import PROVIDER, AuthorPage, Book
 from .config import (
@@ -22,6 +34,7 @@ from .config import (
     NOT_FOUND_TTL_S,
     WORKER,
     Settings,
+    var_values,
 )
 from .lru import LRUCache
 
@@ -45,6 +58,29 @@ class Isolate:
     def __init__(self) -> None:
         self.metrics = Metrics()
         self._state: State | None = None
+        self._settings: tuple[tuple[str, ...], Settings | ConfigError] | None = None
+        self._router: Router | None = None
+
+    def settings(self, env: WorkerEnv) -> Settings | ConfigError:
+        """``Settings.from_env(env)``, or the ConfigError it raised (reported on every request).
+
+        Parsed again only when a var's value changed.
+        """
+        values = var_values(env)
+        cached = self._settings
+        if cached is None or cached[0] != values:
+            try:
+                parsed: Settings | ConfigError = Settings.from_env(env)
+            except ConfigError as exc:
+                parsed = exc
+            cached = self._settings = (values, parsed)
+        return cached[1]
+
+    def router(self, build: Callable[[], Router]) -> Router:
+        """The isolate's route table, made by ``build`` on first use."""
+        if self._router is None:
+            self._router = build()
+        return self._router
 
     def state(self, settings: Settings, clocks: Clocks) -> State:
         """The isolate's state, built from the first caller's settings and clocks."""

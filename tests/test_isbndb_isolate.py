@@ -1,0 +1,64 @@
+"""Per-isolate parts of the ISBNdb worker: settings keyed by the vars' values, one route table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookmeta import ConfigError
+from bookmeta.runtime import RuntimeEnv
+from harness import FakeContext
+from harness.system import FakeEnv
+from isbndb_app import Isolate
+from isbndb_app.app import App
+from isbndb_app.config import VAR_NAMES, Settings
+
+
+class RecordingEnv(RuntimeEnv):
+    """A RuntimeEnv that remembers which vars were read."""
+
+    def __init__(self, bindings: dict[str, Any]) -> None:
+        super().__init__(FakeEnv(bindings), FakeContext())
+        self.read: list[str] = []
+
+    def var(self, name: str, default: str) -> str:
+        self.read.append(name)
+        return super().var(name, default)
+
+
+def env_with(**vars: str) -> RuntimeEnv:
+    return RuntimeEnv(FakeEnv(vars), FakeContext())
+
+
+def test_var_names_are_every_var_settings_read() -> None:
+    """The cache key covers every var the settings depend on."""
+    env = RecordingEnv({})
+    Settings.from_env(env)
+    assert sorted(set(env.read)) == sorted(VAR_NAMES)
+
+
+def test_settings_are_parsed_once_while_the_vars_stay_the_same() -> None:
+    """Two invocations with equal vars share one Settings; a changed var is parsed again."""
+    isolate = Isolate()
+    first = isolate.settings(env_with(RATE_LIMIT_MS="50"))
+    assert isolate.settings(env_with(RATE_LIMIT_MS="50")) is first
+    changed = isolate.settings(env_with(RATE_LIMIT_MS="75"))
+    assert isinstance(changed, Settings)
+    assert changed.rate_limit_ms == 75
+
+
+def test_a_malformed_var_is_reported_until_fixed() -> None:
+    """The ConfigError is returned for every invocation with the bad value, then cleared."""
+    isolate = Isolate()
+    for _ in range(2):
+        got = isolate.settings(env_with(RATE_LIMIT_MS="fast"))
+        assert isinstance(got, ConfigError)
+        assert got.name == "RATE_LIMIT_MS"
+    assert isinstance(isolate.settings(env_with(RATE_LIMIT_MS="10")), Settings)
+
+
+def test_the_route_table_is_built_once_per_isolate() -> None:
+    """Apps of one isolate share its router; another isolate has its own."""
+    isolate = Isolate()
+    one, two = App(env_with(), isolate), App(env_with(), isolate)
+    assert one._router is two._router
+    assert App(env_with(), Isolate())._router is not one._router
