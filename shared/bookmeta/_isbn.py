@@ -111,6 +111,8 @@ def to_isbn13(s: str) -> str:
     Raises:
         InvalidISBN: ``s`` does not clean to a valid ISBN-10 or ISBN-13.
     """
+    if _ISBN13_RE.fullmatch(s) is not None and _isbn13_check(s[:12]) == s[12]:
+        return s  # already canonical: the common case on hot paths
     digits = clean(s)
     if is_isbn13(digits):
         return digits

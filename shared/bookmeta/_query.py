@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bookmeta._errors import InvalidInput, InvalidISBN
-from bookmeta._isbn import canonical, clean, is_isbn10, is_isbn13
+from bookmeta._isbn import canonical
 
 __all__ = ["Query", "QueryKind", "classify", "normalize_display", "normalize_key"]
 
@@ -184,9 +184,10 @@ def classify(q: str) -> Query:
             return Query(kind, text, canonical(text))
         except InvalidISBN as exc:
             raise InvalidInput("q", str(exc)) from exc
-    cleaned = clean(text)
-    if is_isbn10(cleaned) or is_isbn13(cleaned):
-        return Query(QueryKind.ISBN, text, canonical(cleaned))
+    try:
+        return Query(QueryKind.ISBN, text, canonical(text))
+    except InvalidISBN:
+        pass  # not an ISBN: a name or free text
     if _looks_like_name(text):
         return Query(QueryKind.AUTHOR, text)
     return Query(QueryKind.TEXT, text)
