@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,32 @@ import httpx
 from ._errors import RateLimited, UpstreamError
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+_CREDENTIAL_PARAM = re.compile(
+    r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#\s\"']*", re.IGNORECASE
+)
+
+
+class _RedactCredentials(logging.Filter):
+    """Blank credential query values (Google's ``key=``) in log records.
+
+    httpx logs every request's full URL at INFO ("HTTP Request: GET https://...?key=...");
+    installed on the ``httpx`` logger so a configured log level never leaks an API key.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _CREDENTIAL_PARAM.sub(r"\1[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _install_redaction(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _RedactCredentials) for f in logger.filters):
+        logger.addFilter(_RedactCredentials())
+
+
+_install_redaction(logging.getLogger("httpx"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 from workers import Response as RuntimeResponse
 
 from ._env import Clocks, current_clocks
+from ._errors import UpstreamError
 from ._http import Request, Response
 from ._stores import Blob, BlobListing, KVEntry, KVListing
 
@@ -165,10 +166,19 @@ class R2Binding:
 
 
 class ServiceBinding:
-    """`Service` over a service binding (HTTP with an absolute URL, or RPC)."""
+    """`Service` over a service binding (HTTP with an absolute URL, or RPC).
 
-    def __init__(self, raw: Any) -> None:
+    A call that throws (a JS error: the callee crashed, the connection was lost) is
+    translated here into ``UpstreamError(name, None, ...)``, so callers handle a broken
+    binding like any other failing dependency. Cancellation is never caught.
+    """
+
+    def __init__(self, raw: Any, name: str = "service") -> None:
         self._raw = raw
+        self._name = name
+
+    def _failed(self, what: str, exc: Exception) -> UpstreamError:
+        return UpstreamError(self._name, None, f"binding {what} failed ({type(exc).__name__})")
 
     async def fetch(self, request: Request) -> Response:
         options: dict[str, Any] = {"method": request.method, "headers": dict(request.headers)}
@@ -177,12 +187,19 @@ class ServiceBinding:
                 options["body"] = request.body.decode("utf-8")
             except UnicodeDecodeError:
                 options["body"] = request.body
-        resp = await self._raw.fetch(request.url, **options)
-        body = await resp.bytes()
-        return Response(int(resp.status), bytes(body), _headers(resp.headers))
+        try:
+            resp = await self._raw.fetch(request.url, **options)
+            body = await resp.bytes()
+            return Response(int(resp.status), bytes(body), _headers(resp.headers))
+        except Exception as exc:
+            raise self._failed("fetch", exc) from exc
 
     async def call(self, method: str, *args: Any) -> Any:
-        return to_python(await getattr(self._raw, method)(*args))
+        try:
+            result = await getattr(self._raw, method)(*args)
+        except Exception as exc:
+            raise self._failed(f"call {method}", exc) from exc
+        return to_python(result)
 
 
 class RuntimeEnv:
@@ -210,7 +227,7 @@ class RuntimeEnv:
 
     def service(self, name: str) -> ServiceBinding | None:
         raw = self._binding(name)
-        return None if raw is None else ServiceBinding(raw)
+        return None if raw is None else ServiceBinding(raw, name)
 
     async def secret(self, name: str) -> str | None:
         """A Secrets Store binding (``await get()``) or a plain secret string."""

@@ -131,7 +131,7 @@ def decode_upload(data: bytes) -> str:
     if stripped[:1] in ("{", "["):
         try:
             json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested JSON is still JSON, not CSV
             pass
         else:
             raise UploadRejected(

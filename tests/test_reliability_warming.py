@@ -1,0 +1,201 @@
+"""Warming under faults: exact progress, nothing lost, nothing counted twice, resume on heal.
+
+The warmer's real flow: upload a fixture library, fire the ``*/15`` cron with the clock
+advanced 900 s between ticks, while the proxy binding or the providers fail mid-batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import respx
+from test_warmer_support import (
+    WARMER,
+    _google,
+    _isbndb,
+    _openlibrary,
+    get_json,
+    library,
+    make_system,
+    tick,
+    upload,
+    warmer_kv,
+)
+
+from harness import System
+
+HOSTS = {
+    "isbndb": "api2.isbndb.com",
+    "google": "www.googleapis.com",
+    "openlibrary": "openlibrary.org",
+}
+HEALTHY = {"isbndb": _isbndb, "google": _google, "openlibrary": _openlibrary}
+
+
+@contextmanager
+def switchable(down: set[str]) -> Iterator[dict[str, int]]:
+    """The fixture providers; those named in ``down`` (read per request) answer 500."""
+    calls = dict.fromkeys(HOSTS, 0)
+
+    def route(provider: str) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls[provider] += 1
+            if provider in down:
+                return httpx.Response(500, json={"error": "storm"})
+            return HEALTHY[provider](request)
+
+        return handler
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        for provider, host in HOSTS.items():
+            router.route(host=host).mock(side_effect=route(provider))
+        yield calls
+
+
+class FlakyProxy:
+    """The warmer's BOOKS_API_PROXY binding, failing (raising) from call ``fail_from`` on."""
+
+    def __init__(self, inner: Any, fail_from: int) -> None:
+        self._inner = inner
+        self.fail_from = fail_from
+        self.broken = True
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.broken and self.calls >= self.fail_from:
+            raise RuntimeError("Error: Network connection lost.")
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            self._check()
+            return await method(*args)
+
+        return call
+
+
+def unit_results(system: System) -> dict[str, dict[str, Any]]:
+    """The per-unit result keys in the warmer's KV."""
+    kv = warmer_kv(system).dump()
+    return {k: json.loads(v) for k, v in kv.items() if k.startswith("unit:")}
+
+
+async def check_progress(system: System, job_id: str) -> dict[str, Any]:
+    """Progress is exact: counters add up, match the unit keys, failures carry reasons."""
+    status, progress = await get_json(system, f"/libraries/{job_id}")
+    assert status == 200
+    assert progress["done"] + progress["failed"] + progress["remaining"] == progress["total"]
+    units = unit_results(system)
+    assert len(units) == progress["units"]["done"], "one result key per finished unit"
+    assert sum(len(u["done"]) for u in units.values()) == progress["done"]
+    assert sum(len(u["failed"]) for u in units.values()) == progress["failed"]
+    items = [i for u in units.values() for i in u["done"]] + [
+        f["item"] for u in units.values() for f in u["failed"]
+    ]
+    assert len(items) == len(set(items)), "no item counted twice"
+    assert progress["failuresTotal"] == progress["failed"]
+    assert all(f["reason"] for f in progress["failures"])
+    return dict(progress)
+
+
+async def test_proxy_failing_mid_batch_keeps_progress_exact_and_resumes() -> None:
+    """The proxy binding breaks at its 3rd call; progress stays exact; healed, the job ends."""
+    system = make_system()
+    with switchable(set()):
+        status, summary = await upload(system, library("goodreads_24.csv"))
+        assert status == 201
+        job = summary["id"]
+        proxy = FlakyProxy(system.envs[WARMER].BOOKS_API_PROXY, fail_from=3)
+        system.envs[WARMER].BOOKS_API_PROXY = proxy
+        await tick(system)
+        first = await check_progress(system, job)
+        assert first["units"]["done"] == 2, "units before the fault are kept"
+        assert first["lastRun"]["stoppedBy"] == "transient_error"
+        await tick(system)  # still broken: the unit stays pending (attempt 2 of 3)
+        second = await check_progress(system, job)
+        assert second["units"]["done"] == first["units"]["done"]
+        proxy.broken = False
+        for _ in range(8):
+            await tick(system)
+            progress = await check_progress(system, job)
+            if progress["status"] == "done":
+                break
+    assert progress["status"] == "done"
+    assert (progress["done"], progress["failed"], progress["remaining"]) == (24, 0, 0)
+    assert len(unit_results(system)) == progress["units"]["total"]
+
+
+async def test_a_fault_that_outlasts_the_attempts_fails_the_unit_with_a_reason() -> None:
+    """Three runs in a row hit the broken proxy: that unit is recorded failed, the rest go on."""
+    system = make_system()
+    with switchable(set()):
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        proxy = FlakyProxy(system.envs[WARMER].BOOKS_API_PROXY, fail_from=1)
+        system.envs[WARMER].BOOKS_API_PROXY = proxy
+        for _ in range(3):
+            await tick(system)
+        progress = await check_progress(system, summary["id"])
+        assert progress["failed"] > 0  # the first unit, after MAX_ATTEMPTS
+        assert {f["unit"] for f in progress["failures"]} == {0}
+        first_unit_failures = progress["failed"]
+        assert "gave up after 3 attempts" in progress["failures"][0]["reason"]
+        assert "RuntimeError" in progress["failures"][0]["reason"]
+        proxy.broken = False
+        for _ in range(8):
+            await tick(system)
+        progress = await check_progress(system, summary["id"])
+    assert progress["status"] == "done"
+    assert progress["done"] + progress["failed"] == progress["total"]
+    assert progress["failed"] == first_unit_failures
+
+
+async def test_isbndb_storm_mid_batch_is_absorbed_by_the_other_providers() -> None:
+    """ISBNdb answers 500 from the second tick on: the other providers warm the books."""
+    system = make_system()
+    down: set[str] = set()
+    with switchable(down) as calls:
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        await tick(system)
+        await check_progress(system, summary["id"])
+        down.add("isbndb")
+        for _ in range(8):
+            await tick(system)
+            progress = await check_progress(system, summary["id"])
+            if progress["status"] == "done":
+                break
+    assert progress["status"] == "done"
+    assert calls["isbndb"] > 0
+    assert progress["done"] + progress["failed"] == progress["total"]
+    assert progress["failed"] == 0, progress["failures"]
+
+
+async def test_every_provider_down_mid_batch_loses_nothing_once_they_recover() -> None:
+    """All providers fail for a while: items are retried, not written off; recovery ends it."""
+    system = make_system()
+    down: set[str] = set()
+    with switchable(down):
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        job = summary["id"]
+        down.update(HOSTS)
+        await tick(system)
+        during = await check_progress(system, job)
+        assert during["done"] == 0
+        down.clear()
+        system.clock.advance(60)  # past the proxy's breakers' reset timeout
+        for _ in range(8):
+            await tick(system)
+            progress = await check_progress(system, job)
+            if progress["status"] == "done":
+                break
+    assert progress["status"] == "done"
+    assert (progress["done"], progress["failed"]) == (24, 0), progress["failures"]
