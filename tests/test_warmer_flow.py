@@ -26,6 +26,9 @@ from warmer_app.jobs import JobState
 from warmer_app.planner import Unit, total_estimate
 from warmer_app.verify import author_cache_key
 
+# Small ISBN chunks so the fixture library spans several units and runs (production: 100).
+SMALL_CHUNKS = "10"
+
 
 class CountingR2:
     """Counts the warmer's own R2 operations (the bucket is shared with the proxy)."""
@@ -117,7 +120,7 @@ async def run_until_done(system: System, job_id: str, *, max_ticks: int = 10) ->
 
 async def test_goodreads_library_is_warmed_to_100_percent_and_every_isbn_hits_the_cache() -> None:
     """A realistic Goodreads export warms completely within budget; ISBN searches then hit."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     r2 = CountingR2(system.envs[WARMER].LIBRARY_DATA)
     system.envs[WARMER].LIBRARY_DATA = r2
     kv = warmer_kv(system)
@@ -155,7 +158,7 @@ async def test_goodreads_library_is_warmed_to_100_percent_and_every_isbn_hits_th
 
 async def test_each_unit_runs_once_and_isbndb_author_calls_are_absolute_and_encoded() -> None:
     """Every unit key is written once; author calls go over the bindings with encoded names."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         await run_until_done(system, summary["id"])
@@ -167,12 +170,14 @@ async def test_each_unit_runs_once_and_isbndb_author_calls_are_absolute_and_enco
     assert len(author_urls) == 12
     assert all(u.startswith("https://") for u in targets if u != "warm_isbns")
     assert any("/author/Stanis%C5%82aw%20Lem?page=1&pageSize=50&language=en" in u for u in targets)
-    assert any("q=J.R.R.+Tolkien&maxResults=40&includeTranslations=false" in u for u in targets)
+    assert any(
+        "q=inauthor%3AJ.R.R.+Tolkien&maxResults=40&includeTranslations=false" in u for u in targets
+    )
 
 
 async def test_a_run_killed_mid_batch_resumes_without_loss_or_duplication() -> None:
     """The isolate dies at the 4th proxy call; the next tick folds saved units and continues."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         original = system.envs[WARMER].BOOKS_API_PROXY
@@ -200,7 +205,7 @@ async def test_a_run_killed_mid_batch_resumes_without_loss_or_duplication() -> N
 
 async def test_overlapping_runs_do_not_process_the_same_units_twice() -> None:
     """A cron tick and a manual warm started together: one works, the other finds the lease."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         env = system.envs[WARMER]
@@ -223,7 +228,7 @@ async def test_overlapping_runs_do_not_process_the_same_units_twice() -> None:
 
 async def test_manual_warm_runs_a_batch_and_reports_its_subrequests() -> None:
     """POST /libraries/{id}/warm answers the run's report within the subrequest limit."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         resp = await system.fetch(
@@ -238,7 +243,7 @@ async def test_manual_warm_runs_a_batch_and_reports_its_subrequests() -> None:
 
 async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_report() -> None:
     """At 02:00 verification finds evicted keys, re-queues them and writes reports/<day>.json."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         await run_until_done(system, summary["id"])
@@ -264,7 +269,7 @@ async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_repor
 
 async def test_verification_and_batch_at_0200_do_not_work_one_job_at_once() -> None:
     """Both crons fire at 02:00; the lease serialises them and no KV write-rate error fires."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         await tick(system)
@@ -277,7 +282,7 @@ async def test_verification_and_batch_at_0200_do_not_work_one_job_at_once() -> N
 
 async def test_total_estimate_matches_the_upload_summary() -> None:
     """The summary's upstream estimate is the planner's, for the stored plan."""
-    system = make_system()
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     _, summary = await upload(system, library("goodreads_24.csv"))
     plan = json.loads(
         system.r2(WARMER, "LIBRARY_DATA").items[f"libraries/{summary['id']}/plan.json"].body

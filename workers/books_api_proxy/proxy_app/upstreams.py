@@ -22,6 +22,8 @@ from .model import Edition, Provider
 from .providers import google, isbndb, openlibrary
 
 T = TypeVar("T")
+# The page of an author ISBNdb is asked for: the same as the warmer's direct call.
+ISBNDB_AUTHOR_PAGE_SIZE = 50
 ClientFactory = Callable[[], httpx.AsyncClient]
 SecretGetter = Callable[[], Awaitable[str | None]]
 
@@ -233,7 +235,9 @@ class Upstreams:
         async def isbndb_search() -> Outcome | None:
             if kind != "author":
                 return None
-            return await self.isbndb_author(text, max_results, lang or "")
+            # Always the page the warmer asks for (1, 50, lang): the isbndb worker's LRU then
+            # answers an author just warmed without another ISBNdb call. Trimmed by the merge.
+            return await self.isbndb_author(text, ISBNDB_AUTHOR_PAGE_SIZE, lang or "")
 
         answers = await asyncio.gather(
             google_search(),

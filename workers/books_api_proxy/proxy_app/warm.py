@@ -2,7 +2,9 @@
 
 Order of attack, each step only for what is still missing: skip ISBNs already fresh in the
 cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
-batches of 50; Google, one ``isbn:`` query per ISBN. Each book is stored under exactly
+batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
+per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
+retry). Each book is stored under exactly
 ``isbn_key(isbn13)``, in the shape an ISBN search stores, so a later
 ``/search/auto?q=<isbn>&maxResults=1`` is a cache hit. An ISBN nobody has gets a negative
 entry, but only when every provider asked about it answered (a failure is not "not found").
@@ -22,6 +24,8 @@ from .providers.openlibrary import batches
 from .upstreams import Outcome, Upstreams
 from .validation import isbn_list
 from .volumes import to_item
+
+MAX_GOOGLE_PER_CALL = 20
 
 
 class _Collected:
@@ -69,10 +73,15 @@ async def warm_isbns(
     for batch in batches(found.missing()):
         found.add(await upstreams.openlibrary_books(batch), batch)
     missing = found.missing()
+    asked, deferred = missing[:MAX_GOOGLE_PER_CALL], missing[MAX_GOOGLE_PER_CALL:]
     for isbn, outcome in zip(
-        missing, await asyncio.gather(*(upstreams.google_isbn(i) for i in missing)), strict=True
+        asked, await asyncio.gather(*(upstreams.google_isbn(i) for i in asked)), strict=True
     ):
         found.add(outcome, [isbn])
+    for isbn in deferred:
+        found.errors[isbn].append(
+            f"google: not asked (at most {MAX_GOOGLE_PER_CALL} look-ups per call); retry later"
+        )
 
     warmed: list[str] = []
     not_found: list[str] = []

@@ -31,7 +31,7 @@ class Settings:
     max_subrequests: int = 45
     max_seconds: int = 20
     max_upload_bytes: int = 10 * MIB
-    isbn_chunk_size: int = 10
+    isbn_chunk_size: int = 100
     verify_keys_per_call: int = 20
     daily: DailyBudgets = DailyBudgets()
 
@@ -42,7 +42,7 @@ class Settings:
             max_subrequests=int_var(env, "WARM_MAX_SUBREQUESTS", 45, minimum=15),
             max_seconds=int_var(env, "WARM_MAX_SECONDS", 20, minimum=1),
             max_upload_bytes=int_var(env, "MAX_UPLOAD_BYTES", 10 * MIB, minimum=1),
-            isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 10, minimum=1),
+            isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 100, minimum=1),
             verify_keys_per_call=int_var(env, "VERIFY_KEYS_PER_CALL", 20, minimum=1),
             daily=DailyBudgets(
                 isbndb=int_var(env, "ISBNDB_DAILY_BUDGET", 1000, minimum=0),

@@ -40,8 +40,15 @@ AUTHOR_PAGE_SIZE = 50
 
 
 def author_search_url(name: str) -> str:
-    """The proxy search that warms an author, as the original system sent it."""
-    query = urlencode({"q": name, "maxResults": AUTHOR_MAX_RESULTS, "includeTranslations": "false"})
+    """The proxy search that warms an author (the original system's call, made explicit).
+
+    ``inauthor:`` says what the warmer knows, that the text is an author, so the proxy never
+    retries it as a title search (which costs every provider a second call for authors nobody
+    lists). The cache key is the one a plain ``q=<name>`` reads when the name looks like one.
+    """
+    query = urlencode(
+        {"q": f"inauthor:{name}", "maxResults": AUTHOR_MAX_RESULTS, "includeTranslations": "false"}
+    )
     return f"{PROXY_URL}/search/auto?{query}"
 
 
@@ -82,9 +89,12 @@ def _warm_result(unit: Unit, result: Any) -> Outcome:
         reasons.setdefault(str(isbn), "not found by any provider")
     for isbn in result.get("invalid", []):
         reasons.setdefault(str(isbn), "invalid ISBN")
+    upstream_failed: list[str] = []
     for entry in result.get("failed", []):
         if isinstance(entry, dict):
-            reasons.setdefault(str(entry.get("isbn")), str(entry.get("reason", "failed")))
+            reason = str(entry.get("reason", "failed"))
+            upstream_failed.append(reason)
+            reasons.setdefault(str(entry.get("isbn")), reason)
     outcome = Outcome(upstream={str(k): int(v) for k, v in result.get("upstreamCalls", {}).items()})
     for isbn in unit.items:
         if isbn in done:
@@ -92,7 +102,22 @@ def _warm_result(unit: Unit, result: Any) -> Outcome:
         else:
             reason = reasons.get(isbn, "missing from the warm_isbns result")
             outcome.failed.append({"item": isbn, "reason": reason})
+    if upstream_failed:
+        # A provider failed (not "not found"): retry the unit later; the ISBNs warmed now
+        # come back as alreadyCached, so nothing is counted twice.
+        outcome.transient = f"{len(upstream_failed)} ISBNs failed upstream: {upstream_failed[0]}"
     return outcome
+
+
+def _give_up(unit: Unit, outcome: Outcome) -> Outcome:
+    """The final outcome of a unit still failing after MAX_ATTEMPTS: what was warmed stays
+    done; the rest fails with its own reason (or the transient one when there is none)."""
+    prefix = f"gave up after {MAX_ATTEMPTS} attempts"
+    if not outcome.done and not outcome.failed:
+        reason = f"{prefix}: {outcome.transient}"
+        return Outcome(failed=[{"item": i, "reason": reason} for i in unit.items])
+    failed = [{"item": f["item"], "reason": f"{prefix}: {f['reason']}"} for f in outcome.failed]
+    return Outcome(done=list(outcome.done), failed=failed, upstream=dict(outcome.upstream))
 
 
 @dataclass
@@ -207,8 +232,7 @@ class Runner:
                 if state.attempts < MAX_ATTEMPTS:
                     job_run.stop, job_run.detail = StopReason.TRANSIENT.value, outcome.transient
                     break
-                reason = f"gave up after {MAX_ATTEMPTS} attempts: {outcome.transient}"
-                outcome = Outcome(failed=[{"item": i, "reason": reason} for i in unit.items])
+                outcome = _give_up(unit, outcome)
             result = UnitResult(
                 n,
                 unit.kind.value,

@@ -36,8 +36,8 @@ def utc_day(epoch_s: float) -> str:
 
 
 def author_cache_key(name: str) -> str:
-    """The proxy's key for ``/search/auto?q=<name>&maxResults=40&includeTranslations=false``."""
-    query = classify(name)
+    """The proxy's key for the warmer's author search (``q=inauthor:<name>``)."""
+    query = classify(f"inauthor:{name}")
     return search_key(
         query.kind.value,
         query.text,
