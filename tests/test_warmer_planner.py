@@ -31,10 +31,18 @@ def test_plan_stops_at_the_first_unit_the_subrequests_do_not_cover() -> None:
 
 
 def test_plan_respects_the_daily_provider_budget_and_the_cursor() -> None:
-    """An author needs 2 Google calls; with 1 left the batch stops there."""
+    """An author needs up to 2 ISBNdb calls; with 1 left the batch stops there."""
     units = build_units(["1"], ["A"], chunk_size=1)
-    plan = plan_batch(units, 1, subrequests=45, daily_left={**LOTS, "google": 1})
-    assert (plan.indices, plan.stop, plan.detail) == ([], StopReason.DAILY_BUDGET, "google")
+    plan = plan_batch(units, 1, subrequests=45, daily_left={**LOTS, "isbndb": 1})
+    assert (plan.indices, plan.stop, plan.detail) == ([], StopReason.DAILY_BUDGET, "isbndb")
+
+
+def test_google_estimate_of_an_isbn_chunk_is_capped_like_the_proxy() -> None:
+    """A chunk of 100 ISBNs costs at most 20 Google calls (the proxy's cap per call)."""
+    from warmer_app.planner import upstream_estimate
+
+    (chunk,) = build_units([str(i) for i in range(100)], [], chunk_size=100)
+    assert upstream_estimate(chunk) == {"isbndb": 1, "openlibrary": 2, "google": 20}
 
 
 async def test_lease_excludes_a_second_holder_until_released_without_write_rate_errors() -> None:

@@ -74,22 +74,28 @@ def build_units(isbns: Sequence[str], authors: Iterable[str], *, chunk_size: int
     return units
 
 
+# The proxy's warm_isbns asks Google about at most this many ISBNs per call (its
+# MAX_GOOGLE_PER_CALL); the rest come back as failed and are retried by a later run.
+PROXY_GOOGLE_PER_CALL = 20
+
+
 def upstream_estimate(unit: Unit) -> dict[str, int]:
     """Worst-case upstream calls for ``unit``, per provider.
 
     ISBN chunk: one ISBNdb bulk call per 100, one Open Library batch per 50 and, at worst, one
-    Google search per ISBN. Author: ISBNdb three times (direct, then through the proxy's
-    author search and its text-search retry when a name finds nothing), Google and Open
-    Library twice each (the same retry).
+    Google search per ISBN up to the proxy's cap per ``warm_isbns`` call. Author: ISBNdb
+    twice at worst (direct, then through the proxy's author search when the isbndb worker's
+    LRU does not answer it), Google and Open Library once each (``inauthor:`` searches are
+    never retried as title searches).
     """
     if unit.kind is UnitKind.ISBNS:
         n = len(unit.items)
         return {
             "isbndb": math.ceil(n / ISBNDB_BULK_MAX),
             "openlibrary": math.ceil(n / OPEN_LIBRARY_BATCH_MAX),
-            "google": n,
+            "google": min(n, PROXY_GOOGLE_PER_CALL),
         }
-    return {"isbndb": 3, "google": 2, "openlibrary": 2}
+    return {"isbndb": 2, "google": 1, "openlibrary": 1}
 
 
 def total_estimate(units: Iterable[Unit]) -> dict[str, int]:
