@@ -6,6 +6,7 @@ advanced 900 s between ticks, while the proxy binding or the providers fail mid-
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -199,3 +200,50 @@ async def test_every_provider_down_mid_batch_loses_nothing_once_they_recover() -
                 break
     assert progress["status"] == "done"
     assert (progress["done"], progress["failed"]) == (24, 0), progress["failures"]
+
+
+class HangingBinding:
+    """A binding that never answers while ``hung`` (a stuck callee isolate)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.hung = True
+
+    async def _maybe_hang(self) -> None:
+        if self.hung:
+            await asyncio.Event().wait()
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        await self._maybe_hang()
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            await self._maybe_hang()
+            return await method(*args)
+
+        return call
+
+
+async def test_a_hung_binding_costs_one_attempt_not_the_run() -> None:
+    """Calls over a binding that never answers time out; the run ends; the job resumes later."""
+    system = make_system(WARM_CALL_TIMEOUT_MS="50")
+    with switchable(set()):
+        status, summary = await upload(system, library("goodreads_24.csv"))
+        assert status == 201
+        job = summary["id"]
+        proxy = HangingBinding(system.envs[WARMER].BOOKS_API_PROXY)
+        system.envs[WARMER].BOOKS_API_PROXY = proxy
+        await asyncio.wait_for(tick(system), timeout=10)
+        stuck = await check_progress(system, job)
+        assert stuck["lastRun"]["stoppedBy"] == "transient_error"
+        assert stuck["done"] == 0
+        proxy.hung = False
+        for _ in range(8):
+            await tick(system)
+            progress = await check_progress(system, job)
+            if progress["status"] == "done":
+                break
+    assert (progress["done"], progress["failed"], progress["remaining"]) == (24, 0, 0)

@@ -43,7 +43,7 @@ from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
 from ._serve import serve
 from ._singleflight import SingleFlight
-from ._stores import Blob, BlobStore, KVEntry, KVStore
+from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
 from ._upstream import UpstreamResponse, parse_retry_after, request_json
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "Blob",
+    "BlobListing",
     "BlobStore",
     "BookmetaError",
     "BreakerEvent",
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidISBN",
     "InvalidInput",
     "KVEntry",
+    "KVListing",
     "KVStore",
     "KeyStatus",
     "Log",

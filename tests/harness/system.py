@@ -31,6 +31,10 @@ CONFIG_DIR = ROOT / "wrangler.toml.d"
 # 2026-01-01T00:00:00Z: a fixed wall clock start keeps stamps deterministic.
 EPOCH_START = 1_767_225_600.0
 _isolates = itertools.count()
+# Plain secrets (`wrangler secret put`, `.dev.vars`) are not declared in the configs: which
+# worker has which is stated here (as in .dev.vars.example). Secrets Store secrets go only to
+# the workers whose config binds them.
+PLAIN_SECRETS: dict[str, tuple[str, ...]] = {"WARMER_ADMIN_TOKEN": ("cache_warmer",)}
 # The contexts of one top-level invocation (and the binding calls it makes): drained at its end.
 _INVOCATION: ContextVar[list[FakeContext] | None] = ContextVar("harness_invocation", default=None)
 
@@ -111,6 +115,10 @@ class System:
         self.specs = load_specs(config_dir, env)
         self.by_service = {s.name: s for s in self.specs.values()}
         self.secrets = dict(secrets or {})
+        declared = {b for spec in self.specs.values() for b in spec.secrets_store}
+        unknown = set(self.secrets) - declared - set(PLAIN_SECRETS)
+        if unknown:
+            raise LookupError(f"no worker has the secrets {sorted(unknown)}")
         self.traffic: list[Traffic] = []
         self.kv_namespaces: dict[str, FakeKV] = {}
         self.buckets: dict[str, FakeR2] = {}
@@ -147,7 +155,7 @@ class System:
         for binding in spec.secrets_store:
             bindings[binding] = FakeSecret(self.secrets.get(binding))
         for name, value in self.secrets.items():
-            if name not in spec.secrets_store and value is not None:
+            if spec.key in PLAIN_SECRETS.get(name, ()) and value is not None:
                 bindings.setdefault(name, value)  # plain secrets (.dev.vars / wrangler secret put)
         return FakeEnv(bindings)
 

@@ -139,14 +139,15 @@ class App:
         if kv is None or blobs is None or proxy is None or isbndb is None:
             raise Misconfigured(f"missing bindings: {', '.join(missing)}")
         meter = Meter(settings.max_subrequests)
+        timeout_s = settings.call_timeout_ms / 1000.0
         mkv = MeteredKV(kv, meter)
         mblobs = MeteredBlobs(blobs, meter)
         return _Wiring(
             meter,
             mkv,
             mblobs,
-            MeteredService(PROXY_BINDING, proxy, meter),
-            MeteredService(ISBNDB_BINDING, isbndb, meter),
+            MeteredService(PROXY_BINDING, proxy, meter, timeout_s=timeout_s),
+            MeteredService(ISBNDB_BINDING, isbndb, meter, timeout_s=timeout_s),
             JobStore(mkv, mblobs, self._clocks),
             Leases(mkv, self._clocks, hold_s=settings.max_seconds * 2 + 30),
         )

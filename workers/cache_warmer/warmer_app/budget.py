@@ -9,14 +9,27 @@ before the call is made, so a run can never go over it.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from bookmeta import Blob, BlobStore, Clocks, KVEntry, KVStore, Request, Response, Service
-from bookmeta._stores import BlobListing, KVListing
+from bookmeta import (
+    Blob,
+    BlobListing,
+    BlobStore,
+    Clocks,
+    KVEntry,
+    KVListing,
+    KVStore,
+    Request,
+    Response,
+    Service,
+    UpstreamError,
+)
 
+T = TypeVar("T")
 PROVIDERS = ("isbndb", "google", "openlibrary")
 USAGE_TTL_S = 3 * 86400
 
@@ -121,20 +134,33 @@ class MeteredBlobs:
 
 
 class MeteredService:
-    """A Service binding that counts every fetch and RPC call."""
+    """A Service binding that counts every fetch and RPC call and bounds how long each takes.
 
-    def __init__(self, name: str, inner: Service, meter: Meter) -> None:
+    A call that gives no answer within ``timeout_s`` raises UpstreamError (no status), so a
+    hung binding costs one unit attempt, not the whole cron run.
+    """
+
+    def __init__(self, name: str, inner: Service, meter: Meter, *, timeout_s: float) -> None:
         self._name = name
         self._inner = inner
         self._meter = meter
+        self._timeout_s = timeout_s
+
+    async def _bounded(self, work: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(work, self._timeout_s)
+        except TimeoutError:
+            raise UpstreamError(
+                self._name, None, f"no answer within {self._timeout_s:g}s"
+            ) from None
 
     async def fetch(self, request: Request) -> Response:
         self._meter.spend(f"{self._name}.fetch")
-        return await self._inner.fetch(request)
+        return await self._bounded(self._inner.fetch(request))
 
     async def call(self, method: str, *args: Any) -> Any:
         self._meter.spend(f"{self._name}.rpc")
-        return await self._inner.call(method, *args)
+        return await self._bounded(self._inner.call(method, *args))
 
 
 # -- daily upstream usage --------------------------------------------------------------------

@@ -33,6 +33,7 @@ class Settings:
     max_upload_bytes: int = 10 * MIB
     isbn_chunk_size: int = 100
     verify_keys_per_call: int = 20
+    call_timeout_ms: int = 15_000
     daily: DailyBudgets = DailyBudgets()
 
     @classmethod
@@ -44,6 +45,7 @@ class Settings:
             max_upload_bytes=int_var(env, "MAX_UPLOAD_BYTES", 10 * MIB, minimum=1),
             isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 100, minimum=1),
             verify_keys_per_call=int_var(env, "VERIFY_KEYS_PER_CALL", 20, minimum=1),
+            call_timeout_ms=int_var(env, "WARM_CALL_TIMEOUT_MS", 15_000, minimum=1),
             daily=DailyBudgets(
                 isbndb=int_var(env, "ISBNDB_DAILY_BUDGET", 1000, minimum=0),
                 google=int_var(env, "GOOGLE_DAILY_BUDGET", 800, minimum=0),
