@@ -28,11 +28,13 @@ def _print_cost(c: dict[str, Any]) -> None:
     print(f"   ours finished in {c['cron_ticks']} cron ticks, progress {c['progress_percent']}%")
     for part in ("isbn_part", "author_part"):
         print(f"-- {part.replace('_', ' ')}")
-        print(_row("provider", "baseline", "ours", "ratio", "floor"))
+        print(_row("provider", "baseline", "ours", "ratio", "floor", "goal (<=)", "met"))
         for provider, f in c[part].items():
-            print(_row(provider, f["baseline"], f["ours"], f["ratio"], f["floor"]))
+            print(_row(provider, f["baseline"], f["ours"], f["ratio"], f["floor"], f["goal"],
+                       f["met"]))  # fmt: skip
     t = c["isbn_part_total"]
-    print(_row("ISBN total", t["baseline"], t["ours"], t["ratio"], ""))
+    print(_row("ISBN total", t["baseline"], t["ours"], t["ratio"], "", f"ratio>={t['goal_ratio']}",
+               t["ratio"] is not None and t["ratio"] >= t["goal_ratio"]))  # fmt: skip
 
 
 def _print_latency(lat: dict[str, Any]) -> None:
