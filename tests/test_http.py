@@ -128,3 +128,20 @@ def test_invalid_isbn_and_config_errors() -> None:
     assert (bad_isbn.status, bad_isbn.json()["error"]["param"]) == (400, "isbn")
     bad_var = response_for_error(ConfigError("CACHE_HOT_TTL", "var CACHE_HOT_TTL must be >= 60"))
     assert (bad_var.status, bad_var.json()["error"]["var"]) == (500, "CACHE_HOT_TTL")
+
+
+async def test_dispatch_passes_bound_arguments_first() -> None:
+    """A router built once can serve many invocations: bound objects reach the handler."""
+
+    class App:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def show(self, request: Request, id: str) -> Response:
+            return json_response({"app": self.name, "id": id})
+
+    router = Router()
+    router.add("GET", "/items/{id}", App.show)
+    first = await router.dispatch(req("/items/1"), App("a"))
+    second = await router.dispatch(req("/items/2"), App("b"))
+    assert (first.json(), second.json()) == ({"app": "a", "id": "1"}, {"app": "b", "id": "2"})

@@ -172,13 +172,18 @@ class _Route:
 
 
 class Router:
-    """Method + path-segment routing; `{name}` segments are passed, unquoted, as kwargs."""
+    """Method + path-segment routing; `{name}` segments are passed, unquoted, as kwargs.
+
+    A router can be built once per isolate and shared by requests: ``dispatch(request, *bound)``
+    calls ``handler(*bound, request, **params)``, so handlers may be unbound methods that get
+    the invocation's object (``router.add("GET", "/x", App.on_x)``, ``dispatch(req, app)``).
+    """
 
     def __init__(self) -> None:
         self._routes: list[_Route] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
-        """Register `handler(request, **params)` for `method` and `pattern`."""
+        """Register `handler(*bound, request, **params)` for `method` and `pattern`."""
         parts = tuple(p for p in pattern.split("/") if p)
         self._routes.append(_Route(method.upper(), parts, handler))
 
@@ -186,14 +191,14 @@ class Router:
         """Methods that have a route matching `path`."""
         return sorted({r.method for r in self._routes if _match(r.parts, path) is not None})
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, request: Request, *bound: Any) -> Response:
         """Route the request; input and upstream errors become JSON errors, never a 500 trace."""
         try:
-            return await self._dispatch(request)
+            return await self._dispatch(request, bound)
         except BookmetaError as exc:
             return response_for_error(exc)
 
-    async def _dispatch(self, request: Request) -> Response:
+    async def _dispatch(self, request: Request, bound: tuple[Any, ...]) -> Response:
         allowed: set[str] = set()
         for route in self._routes:
             params = _match(route.parts, request.path)
@@ -202,7 +207,7 @@ class Router:
             if route.method != request.method.upper():
                 allowed.add(route.method)
                 continue
-            return await route.handler(request, **params)
+            return await route.handler(*bound, request, **params)
         if allowed:
             return error_response(
                 405,

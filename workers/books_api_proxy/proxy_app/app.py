@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -124,8 +123,7 @@ class App:
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)
-        routed = _Routed(request.method, request.url, request.headers, request.body, app=self)
-        response = await self.router.dispatch(routed)
+        response = await self.router.dispatch(request, self)
         response.headers.update(cors_headers(origins, request.header("origin")))
         return response
 
@@ -299,36 +297,16 @@ class App:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Routed(Request):
-    """A request on its way through the isolate's router, with the invocation's App."""
-
-    app: App = field(kw_only=True)
-
-
-def _on_app(
-    op: Callable[[App, Request], Awaitable[Response]],
-) -> Callable[..., Awaitable[Response]]:
-    """A route handler running ``op`` on the App of the request it is given."""
-
-    async def handler(request: Request) -> Response:
-        if not isinstance(request, _Routed):  # a programming error: only App dispatches
-            raise TypeError("the isolate's router only takes requests routed by an App")
-        return await op(request.app, request)
-
-    return handler
-
-
 def _routes() -> Router:
-    # Built once per isolate (Isolate.router): handlers reach the invocation's App
-    # through the request, so no route closes over per-request state.
+    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
+    # invocation's App by dispatch(request, app), so no route closes over per-request state.
     router = Router()
-    router.add("GET", "/search/auto", _on_app(App._http_auto))
-    router.add("GET", "/search/isbn", _on_app(App._http_isbn))
-    router.add("GET", "/search/author", _on_app(App._http_author))
-    router.add("GET", "/search/title", _on_app(App._http_title))
-    router.add("GET", "/health", _on_app(App._http_health))
-    router.add("GET", "/metrics", _on_app(App._http_metrics))
+    router.add("GET", "/search/auto", App._http_auto)
+    router.add("GET", "/search/isbn", App._http_isbn)
+    router.add("GET", "/search/author", App._http_author)
+    router.add("GET", "/search/title", App._http_title)
+    router.add("GET", "/health", App._http_health)
+    router.add("GET", "/metrics", App._http_metrics)
     return router
 
 

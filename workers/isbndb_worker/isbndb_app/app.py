@@ -7,7 +7,6 @@ as a JSON error response, RPC returns ``{"error": {..., "status", "retryAfter"}}
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -67,8 +66,7 @@ class App:
 
         async def handler(req: Request, log: Log) -> Response:
             self._log = log
-            routed = _Routed(req.method, req.url, req.headers, req.body, app=self)
-            return await self._router.dispatch(routed)
+            return await self._router.dispatch(req, self)
 
         return await serve(
             request, handler, worker=WORKER, metrics=self._metrics, clock=self._env.clocks.monotonic
@@ -246,33 +244,15 @@ def _render(outcome: Outcome) -> Response:
     return outcome.response() if isinstance(outcome, Failure) else json_response(outcome)
 
 
-@dataclass(frozen=True, slots=True)
-class _Routed(Request):
-    """A request on its way through the isolate's router, with the invocation's App."""
-
-    app: App = field(kw_only=True)
-
-
-def _on_app(op: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    """A route handler running ``op(app, request, **path_params)`` on the request's App."""
-
-    async def handler(request: Request, **params: str) -> Response:
-        if not isinstance(request, _Routed):  # a programming error: only App dispatches
-            raise TypeError("the isolate's router only takes requests routed by an App")
-        return await op(request.app, request, **params)
-
-    return handler
-
-
 def _routes() -> Router:
-    # Built once per isolate (Isolate.router): handlers reach the invocation's App
-    # through the request, so no route closes over per-request state.
+    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
+    # invocation's App by dispatch(request, app), so no route closes over per-request state.
     router = Router()
-    router.add("GET", "/author/{name}", _on_app(App._http_author))
-    router.add("GET", "/book/{isbn}", _on_app(App._http_book))
-    router.add("POST", "/books", _on_app(App._http_books))
-    router.add("GET", "/health", _on_app(App._http_health))
-    router.add("GET", "/metrics", _on_app(App._http_metrics))
+    router.add("GET", "/author/{name}", App._http_author)
+    router.add("GET", "/book/{isbn}", App._http_book)
+    router.add("POST", "/books", App._http_books)
+    router.add("GET", "/health", App._http_health)
+    router.add("GET", "/metrics", App._http_metrics)
     return router
 
 
