@@ -303,3 +303,14 @@ async def test_health_and_metrics() -> None:
     assert metrics["counters"]["cache.miss"] == 1
     assert metrics["counters"]["cache.kv"] == 1
     assert metrics["counters"]["upstream.google.calls"] == 1
+
+
+async def test_metrics_report_latency_per_provider_and_binding() -> None:
+    """After a search, /metrics has latency for each provider and the ISBNDB_WORKER binding."""
+    system = make_system()
+    with mocked():
+        status, _, _ = await get(system, "/search/auto?q=Frank%20Herbert&maxResults=5")
+        assert status == 200
+        _, body, _ = await get(system, "/metrics")
+    assert {"upstream.google", "upstream.openlibrary", "upstream.isbndb"} <= set(body["latency"])
+    assert body["latency"]["binding.ISBNDB_WORKER"]["count"] >= 1

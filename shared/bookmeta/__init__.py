@@ -37,7 +37,7 @@ from ._isbn import (
     to_isbn13,
 )
 from ._keys import KEY_VERSION, cache_key, isbn_key, search_key
-from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics
+from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
 from ._query import Query, QueryKind, classify, normalize_display, normalize_key
 from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
@@ -73,6 +73,7 @@ __all__ = [
     "Log",
     "Lookup",
     "Metrics",
+    "ObservedService",
     "Query",
     "QueryKind",
     "RateLimited",

@@ -14,6 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._clock import Clock
+from ._env import Service
+from ._http import Request, Response
+
 REQUEST_ID_HEADER = "x-request-id"
 RESPONSE_TIME_HEADER = "x-response-time"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -104,3 +108,56 @@ class Log:
     def error(self, event: str, **fields: Any) -> None:
         """Log at error level."""
         self.event(event, level="error", **fields)
+
+
+class ObservedService:
+    """A `Service` that times every call as ``binding.<NAME>`` and forwards the request id.
+
+    HTTP calls get ``x-request-id`` (``request_id``, set per request) unless they carry one;
+    RPC calls cannot carry headers, so only their latency and outcome are recorded. An RPC
+    result shaped ``{"error": {"status": >= 500}}`` counts as a failed call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        inner: Service,
+        *,
+        metrics: Metrics,
+        clock: Clock,
+        request_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.request_id = request_id
+        self._inner = inner
+        self._metrics = metrics
+        self._clock = clock
+
+    async def fetch(self, request: Request) -> Response:
+        if self.request_id and REQUEST_ID_HEADER not in request.headers:
+            headers = {**request.headers, REQUEST_ID_HEADER: self.request_id}
+            request = Request(request.method, request.url, headers, request.body)
+        started, ok = self._clock(), False
+        try:
+            response = await self._inner.fetch(request)
+            ok = response.status < 500
+            return response
+        finally:
+            self._observe(started, ok)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        started, ok = self._clock(), False
+        try:
+            result = await self._inner.call(method, *args)
+            ok = not _is_server_error(result)
+            return result
+        finally:
+            self._observe(started, ok)
+
+    def _observe(self, started: float, ok: bool) -> None:
+        self._metrics.observe(f"binding.{self.name}", (self._clock() - started) * 1000.0, ok=ok)
+
+
+def _is_server_error(result: Any) -> bool:
+    error = result.get("error") if isinstance(result, Mapping) else None
+    return isinstance(error, Mapping) and int(error.get("status") or 500) >= 500

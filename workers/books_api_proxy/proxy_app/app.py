@@ -15,6 +15,7 @@ import httpx
 from bookmeta import (
     BookmetaError,
     Log,
+    ObservedService,
     QueryKind,
     Request,
     Response,
@@ -88,12 +89,19 @@ class App:
             clock=env.clocks.wall,
             single_flight=isolate.single_flight,
         )
+        isbndb = env.service("ISBNDB_WORKER")
+        self.isbndb: ObservedService | None = None
+        if isbndb is not None:
+            self.isbndb = ObservedService(
+                "ISBNDB_WORKER", isbndb, metrics=isolate.metrics, clock=env.clocks.monotonic
+            )
         self.upstreams = Upstreams(
             self.settings,
             isolate,
-            isbndb_service=env.service("ISBNDB_WORKER"),
+            isbndb_service=self.isbndb,
             google_key=self._google_key,
             wall_clock=env.clocks.wall,
+            monotonic_clock=env.clocks.monotonic,
             client_factory=client_factory,
         )
         self.searcher = Searcher(
@@ -120,6 +128,8 @@ class App:
         )
 
     async def _handle(self, request: Request, log: Log) -> Response:
+        if self.isbndb is not None:
+            self.isbndb.request_id = log.request_id
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)

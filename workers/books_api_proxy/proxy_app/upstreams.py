@@ -8,6 +8,7 @@ fail-fast is not a call).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -53,6 +54,7 @@ class Upstreams:
         isbndb_service: Service | None,
         google_key: SecretGetter,
         wall_clock: Clock,
+        monotonic_clock: Clock = time.monotonic,
         client_factory: ClientFactory = httpx.AsyncClient,
     ) -> None:
         self.settings = settings
@@ -62,6 +64,7 @@ class Upstreams:
         self._google_key: str | None = None
         self._google_key_read = False
         self._clock = wall_clock
+        self._monotonic = monotonic_clock
         self._client_factory = client_factory
         self.calls: dict[str, int] = {"isbndb": 0, "openlibrary": 0, "google": 0}
 
@@ -74,7 +77,14 @@ class Upstreams:
                 await self.isolate.limiter(provider, self.settings.rate_limit_ms).acquire()
             self.calls[provider] += 1
             self.isolate.metrics.incr(f"upstream.{provider}.calls")
-            return await asyncio.wait_for(fetch(), self.settings.provider_timeout_s)
+            started, ok = self._monotonic(), False
+            try:
+                result = await asyncio.wait_for(fetch(), self.settings.provider_timeout_s)
+                ok = True
+                return result
+            finally:
+                elapsed_ms = (self._monotonic() - started) * 1000.0
+                self.isolate.metrics.observe(f"upstream.{provider}", elapsed_ms, ok=ok)
 
         try:
             return await breaker.call(call)

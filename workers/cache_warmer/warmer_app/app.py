@@ -25,6 +25,7 @@ from bookmeta import (
     KVStore,
     Log,
     Metrics,
+    ObservedService,
     Request,
     Response,
     Router,
@@ -121,6 +122,11 @@ class App:
     def _settings(self) -> Settings:
         return Settings.from_env(self._env)
 
+    def _observed(self, name: str, service: Service) -> ObservedService:
+        return ObservedService(
+            name, service, metrics=self._isolate.metrics, clock=self._clocks.monotonic
+        )
+
     def _wire(self, settings: Settings) -> _Wiring:
         kv = self._env.kv(KV_BINDING)
         blobs = self._env.r2(R2_BINDING)
@@ -146,8 +152,12 @@ class App:
             meter,
             mkv,
             mblobs,
-            MeteredService(PROXY_BINDING, proxy, meter, timeout_s=timeout_s),
-            MeteredService(ISBNDB_BINDING, isbndb, meter, timeout_s=timeout_s),
+            MeteredService(
+                PROXY_BINDING, self._observed(PROXY_BINDING, proxy), meter, timeout_s=timeout_s
+            ),
+            MeteredService(
+                ISBNDB_BINDING, self._observed(ISBNDB_BINDING, isbndb), meter, timeout_s=timeout_s
+            ),
             JobStore(mkv, mblobs, self._clocks),
             Leases(mkv, self._clocks, hold_s=settings.max_seconds * 2 + 30),
         )
