@@ -144,3 +144,12 @@ def test_search_key_rejects_invalid_isbn() -> None:
 def test_isbn_key_is_the_same_for_every_spelling(spelling: str) -> None:
     """Every spelling of one ISBN maps to one cache key."""
     assert isbn_key(spelling) == isbn_key("9780441013593")
+
+
+def test_author_warm_key_is_the_plain_name_search_key() -> None:
+    """The warmer's `inauthor:` search shares the key of a plain name query."""
+    from bookmeta import author_warm_key
+
+    assert author_warm_key("  Frank   HERBERT ") == search_key(
+        "author", "Frank Herbert", max_results=40, lang="en", translations=False
+    )

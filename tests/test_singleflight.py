@@ -129,3 +129,31 @@ async def test_failure_after_every_waiter_left_is_not_reported_as_unretrieved() 
     gc.collect()
     loop.set_exception_handler(None)
     assert reports == []
+
+
+async def test_joiners_retry_alone_when_the_shared_call_fails() -> None:
+    """With retry_alone, a joiner whose shared call failed runs the call once itself."""
+    flight: SingleFlight[str, str] = SingleFlight(retry_alone=True)
+    gate = asyncio.Event()
+    calls = 0
+
+    async def leader() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        raise RuntimeError("the starting request was cancelled")
+
+    async def joiner() -> str:
+        nonlocal calls
+        calls += 1
+        return "own result"
+
+    first = asyncio.ensure_future(flight.do("k", leader))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(flight.do("k", joiner))
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert await second == "own result"
+    assert calls == 2

@@ -36,7 +36,16 @@ from ._isbn import (
     to_isbn10,
     to_isbn13,
 )
-from ._keys import KEY_VERSION, cache_key, isbn_key, search_key
+from ._keys import (
+    AUTHOR_PAGE_SIZE,
+    AUTHOR_WARM_MAX_RESULTS,
+    DEFAULT_LANG,
+    KEY_VERSION,
+    author_warm_key,
+    cache_key,
+    isbn_key,
+    search_key,
+)
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
 from ._query import Query, QueryKind, classify, normalize_display, normalize_key
 from ._ratelimit import RateLimiter
@@ -47,6 +56,9 @@ from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
 from ._upstream import UpstreamResponse, parse_retry_after, request_json
 
 __all__ = [
+    "AUTHOR_PAGE_SIZE",
+    "AUTHOR_WARM_MAX_RESULTS",
+    "DEFAULT_LANG",
     "KEY_VERSION",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
@@ -90,6 +102,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamResponse",
     "WorkerEnv",
+    "author_warm_key",
     "cache_key",
     "canonical",
     "classify",

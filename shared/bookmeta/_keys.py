@@ -12,12 +12,28 @@ import re
 from urllib.parse import quote
 
 from bookmeta._isbn import canonical
-from bookmeta._query import normalize_key
+from bookmeta._query import classify, normalize_key
 
-__all__ = ["KEY_VERSION", "MAX_KEY_BYTES", "cache_key", "search_key"]
+__all__ = [
+    "AUTHOR_PAGE_SIZE",
+    "AUTHOR_WARM_MAX_RESULTS",
+    "DEFAULT_LANG",
+    "KEY_VERSION",
+    "MAX_KEY_BYTES",
+    "author_warm_key",
+    "cache_key",
+    "isbn_key",
+    "search_key",
+]
 
 KEY_VERSION = "v1"
 MAX_KEY_BYTES = 512
+# The warmer <-> proxy contract (ARCHITECTURE.md): the proxy's default langRestrict, the
+# author search the warmer sends (maxResults, no translations), and the ISBNdb author page
+# both ask the isbndb worker for (so its LRU answers the second ask).
+DEFAULT_LANG = "en"
+AUTHOR_WARM_MAX_RESULTS = 40
+AUTHOR_PAGE_SIZE = 50
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
@@ -95,3 +111,19 @@ def isbn_key(isbn: str) -> str:
         InvalidISBN: ``isbn`` is not a valid ISBN-10 or ISBN-13.
     """
     return cache_key("isbn", isbn=canonical(isbn))
+
+
+def author_warm_key(name: str) -> str:
+    """Return the key of the warmer's author search, ``q=inauthor:<name>``, as the proxy keys it.
+
+    ``maxResults`` is :data:`AUTHOR_WARM_MAX_RESULTS`, translations excluded, language
+    :data:`DEFAULT_LANG`; the same key a plain ``q=<name>`` reads when it classifies as a name.
+    """
+    query = classify(f"inauthor:{name}")
+    return search_key(
+        query.kind.value,
+        query.text,
+        max_results=AUTHOR_WARM_MAX_RESULTS,
+        lang=DEFAULT_LANG,
+        translations=False,
+    )

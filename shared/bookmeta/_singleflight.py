@@ -19,10 +19,17 @@ class SingleFlight(Generic[K, V]):
 
     A caller cancelled while waiting leaves the shared call running for the others (it
     is shielded); the call still completes and frees its key.
+
+    With ``retry_alone=True`` a caller that *joined* a call which then failed runs ``fn()``
+    once itself. On Workers the shared call belongs to the request that started it: if that
+    request is cancelled, its I/O is torn down, and the joiners must not inherit that
+    failure. (A genuinely failing upstream is then asked again per joiner, which the
+    per-provider circuit breakers cut short.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, retry_alone: bool = False) -> None:
         self._calls: dict[K, asyncio.Task[V]] = {}
+        self._retry_alone = retry_alone
 
     @property
     def in_flight(self) -> int:
@@ -40,7 +47,13 @@ class SingleFlight(Generic[K, V]):
             task = asyncio.ensure_future(self._run(key, fn))
             task.add_done_callback(_mark_retrieved)
             self._calls[key] = task
-        return await asyncio.shield(task)
+            return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            if not self._retry_alone:
+                raise
+        return await fn()
 
     async def _run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         try:

@@ -18,6 +18,7 @@ import httpx
 from ._errors import RateLimited, UpstreamError
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_RETRY_AFTER_S = 86_400.0
 _CREDENTIAL_PARAM = re.compile(
     r"([?&](?:key|api_key|apikey|access_token|token)=)[^&#\s\"']*", re.IGNORECASE
 )
@@ -56,17 +57,20 @@ class UpstreamResponse:
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date).
+
+    Junk is None; absurd values are capped at ``MAX_RETRY_AFTER_S`` (a day).
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value[:12]), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
 
 
 async def request_json(

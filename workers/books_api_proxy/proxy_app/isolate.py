@@ -46,7 +46,7 @@ class Isolate:
         reset_timeout_s: float = BREAKER_RESET_TIMEOUT_S,
     ) -> None:
         self.metrics = Metrics()
-        self.single_flight: SingleFlight[str, Any] = SingleFlight()
+        self.single_flight: SingleFlight[str, Any] = SingleFlight(retry_alone=True)
         self.breakers = BreakerRegistry(
             failure_threshold=failure_threshold,
             reset_timeout_s=reset_timeout_s,
