@@ -156,7 +156,7 @@ async def test_author_pages_are_cached_and_fill_the_book_cache() -> None:
 
 
 async def test_bulk_lookup_reports_found_missing_and_invalid() -> None:
-    """Duplicates collapse by ISBN-13, invalid inputs are listed, unknown ones are notFound."""
+    """Duplicates collapse by ISBN-13, invalid and unknown ones are listed, aliases matched."""
     system = make_system()
     isbns = [DUNE10, DUNE13, ALIAS13, MESSIAH13, CHILDREN13, "nope", "9780441013594"]
     with mock_isbndb() as isbndb:
@@ -169,6 +169,7 @@ async def test_bulk_lookup_reports_found_missing_and_invalid() -> None:
     assert body["notFound"] == [CHILDREN13]
     assert [i["input"] for i in body["invalid"]] == ["nope", "9780441013594"]
     assert body["requested"] == 4
+    assert body["matches"] == {DUNE13: DUNE13, ALIAS13: DUNE13, MESSIAH13: MESSIAH13}
     (sent,) = upstream_calls(isbndb)
     assert json.loads(sent.content) == {"isbns": [DUNE13, ALIAS13, MESSIAH13, CHILDREN13]}
     assert sent.headers["authorization"] == KEY
@@ -207,6 +208,19 @@ async def test_bulk_limit_var_and_cache_reuse() -> None:
     assert len(isbndb.calls) == 3
 
 
+@pytest.mark.parametrize("pages", ["²", "9" * 5000], ids=["superscript-two", "5000-digits"])
+async def test_odd_page_strings_read_as_no_page_count(pages: str) -> None:
+    """pages "²" (isdigit, yet not int()-able) or 5,000 digits is null, not a 500."""
+    system = make_system()
+    with mock_isbndb() as isbndb:
+        isbndb.post("/books").respond(200, json={"data": [book_json(DUNE13, pages=pages)]})
+        status, body, _ = await get(
+            system, "/books", method="POST", body=json.dumps({"isbns": [DUNE13]})
+        )
+    assert status == 200
+    assert [(b["isbn13"], b["pages"]) for b in body["books"]] == [(DUNE13, None)]
+
+
 async def test_bulk_with_only_invalid_isbns_makes_no_call() -> None:
     """Nothing valid to look up: the answer lists the invalid inputs and ISBNdb is not asked."""
     system = make_system()
@@ -217,6 +231,7 @@ async def test_bulk_with_only_invalid_isbns_makes_no_call() -> None:
     assert status == 200
     assert body == {
         "books": [],
+        "matches": {},
         "notFound": [],
         "invalid": [
             {"input": "x", "reason": body["invalid"][0]["reason"]},

@@ -11,7 +11,7 @@ from bookmeta.runtime import RuntimeEnv
 from harness import FakeContext
 from harness.system import FakeEnv
 from proxy_app import Isolate, build_app
-from proxy_app.config import VAR_NAMES, load_settings
+from proxy_app.config import VAR_NAMES, Settings, load_settings
 from proxy_app.validation import _ASCII_REFUSED_RE, _refused
 
 
@@ -44,24 +44,37 @@ def test_settings_are_parsed_once_while_the_vars_stay_the_same() -> None:
     first = isolate.settings(env_with(CACHE_HOT_TTL="120"))
     assert isolate.settings(env_with(CACHE_HOT_TTL="120")) is first
     changed = isolate.settings(env_with(CACHE_HOT_TTL="240"))
+    assert isinstance(changed, Settings)
     assert changed.hot_ttl_s == 240
-    assert isolate.settings(env_with()).hot_ttl_s == 3600
+    default = isolate.settings(env_with())
+    assert isinstance(default, Settings)
+    assert default.hot_ttl_s == 3600
 
 
 def test_an_absent_var_and_an_empty_one_are_different_keys() -> None:
     """An empty numeric var is malformed even after the absent one was parsed."""
     isolate = Isolate()
     isolate.settings(env_with())
-    with pytest.raises(ConfigError):
-        isolate.settings(env_with(CACHE_HOT_TTL=""))
+    assert isinstance(isolate.settings(env_with(CACHE_HOT_TTL="")), ConfigError)
 
 
-def test_a_malformed_var_raises_on_every_invocation() -> None:
-    """A ConfigError is never cached as settings."""
+def test_a_malformed_var_is_reported_until_fixed() -> None:
+    """The ConfigError is returned (not raised) for every invocation with the bad value."""
     isolate = Isolate()
     for _ in range(2):
-        with pytest.raises(ConfigError):
-            isolate.settings(env_with(RATE_LIMIT_MS="fast"))
+        got = isolate.settings(env_with(RATE_LIMIT_MS="fast"))
+        assert isinstance(got, ConfigError)
+        assert got.name == "RATE_LIMIT_MS"
+        assert got.__traceback__ is None
+    assert isinstance(isolate.settings(env_with(RATE_LIMIT_MS="10")), Settings)
+
+
+def test_a_malformed_var_still_builds_the_app() -> None:
+    """build_app never raises ConfigError: it keeps the error and runs on default settings."""
+    app = build_app(env_with(CACHE_HOT_TTL="1h"), Isolate())
+    assert app.config_error is not None
+    assert app.config_error.name == "CACHE_HOT_TTL"
+    assert app.settings == Settings()
 
 
 def test_the_route_table_is_built_once_per_isolate() -> None:

@@ -78,3 +78,20 @@ async def test_partial_and_error_responses_match_the_schema() -> None:
     validator_for("/health", "200").validate(health)
     _, metrics, _ = await get(system, "/metrics")
     validator_for("/metrics", "200").validate(metrics)
+
+
+async def test_config_error_responses_match_the_schema() -> None:
+    """A malformed var: the 500 config_error body and /health with configError validate."""
+    system = make_system(vars={"books_api_proxy": {"CACHE_HOT_TTL": "1h"}})
+    status, body, _ = await get(system, "/search/title?q=Dune")
+    assert (status, body["error"]["code"]) == (500, "config_error")
+    validator_for("/search/title", "500").validate(body)
+    _, health, _ = await get(system, "/health")
+    assert "configError" in health
+    validator_for("/health", "200").validate(health)
+    assert (
+        "config_error"
+        in DOC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"][
+            "examples"
+        ]
+    )

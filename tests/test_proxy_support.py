@@ -127,6 +127,8 @@ class Upstream:
     down: set[str] = field(default_factory=set)
     requests: list[httpx.Request] = field(default_factory=list)
     yield_first: bool = False
+    # ISBNdb's other_isbns: an ISBN -> the ISBN-13 of the book ISBNdb lists it under.
+    isbndb_aliases: dict[str, str] = field(default_factory=dict)
 
     def calls(self, provider: str) -> list[httpx.Request]:
         hosts = {
@@ -181,6 +183,10 @@ class Upstream:
         if request.method == "POST" and path == "/books":
             asked = json.loads(request.content)["isbns"]
             data = [isbndb_book(known[i]) for i in asked if i in known]
+            for alias in asked:
+                target = known.get(self.isbndb_aliases.get(alias, ""))
+                if target is not None and target.isbn13 not in asked:
+                    data.append({**isbndb_book(target), "other_isbns": [{"isbn": alias}]})
             return httpx.Response(
                 200, json={"total": len(data), "requested": len(asked), "data": data}
             )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import quote
 
+import httpx
+import pytest
+import respx
 from test_proxy_support import (
     CHILDREN,
     DUNE,
+    ISBNDB_HOST,
     MESSIAH,
     UNKNOWN,
     WORKER,
@@ -17,7 +22,12 @@ from test_proxy_support import (
     mocked,
 )
 
-from bookmeta import isbn_key, search_key
+from bookmeta import author_warm_key, isbn_key, search_key
+from bookmeta._env import use_clocks
+from bookmeta.runtime import RuntimeEnv
+from harness import FakeContext
+from proxy_app import build_app
+from proxy_app.validation import SearchParams
 
 
 async def test_isbn_search_merges_every_provider_then_hits_kv() -> None:
@@ -314,3 +324,158 @@ async def test_metrics_report_latency_per_provider_and_binding() -> None:
         _, body, _ = await get(system, "/metrics")
     assert {"upstream.google", "upstream.openlibrary", "upstream.isbndb"} <= set(body["latency"])
     assert body["latency"]["binding.ISBNDB_WORKER"]["count"] >= 1
+
+
+# -- review fixes -----------------------------------------------------------------------------
+
+
+async def test_malformed_var_is_a_json_500_naming_it_over_http_and_rpc() -> None:
+    """CACHE_HOT_TTL=1h: data calls answer config_error naming the var; /health still answers."""
+    system = make_system(vars={WORKER: {"CACHE_HOT_TTL": "1h"}})
+    with mocked() as up:
+        status, body, headers = await get(system, f"/search/auto?q={DUNE}")
+        assert (status, body["error"]["code"], body["error"]["var"]) == (
+            500,
+            "config_error",
+            "CACHE_HOT_TTL",
+        )
+        assert headers["content-type"].startswith("application/json")
+        rpc = await system.rpc(WORKER, "search_auto", DUNE, 1, True, "en")
+        warm = await system.rpc(WORKER, "warm_isbns", [DUNE])
+    assert rpc["error"] == {
+        "code": "config_error",
+        "message": body["error"]["message"],
+        "var": "CACHE_HOT_TTL",
+        "status": 500,
+        "retryAfter": None,
+    }
+    assert warm["error"]["code"] == "config_error"
+    assert up.requests == []
+    status, health, _ = await get(system, "/health")
+    assert status == 200
+    assert "CACHE_HOT_TTL" in health["configError"]
+    assert "CACHE_HOT_TTL" in (await system.rpc(WORKER, "health"))["configError"]
+    assert "configError" not in (await get(make_system(), "/health"))[1]
+
+
+@pytest.mark.parametrize(
+    ("page_count", "expected"),
+    [("412", 412), ("²", None), ("7" * 5000, None)],
+    ids=["digits", "superscript-two", "5000-digits"],
+)
+async def test_odd_page_counts_read_as_missing_not_a_failure(
+    page_count: str, expected: int | None
+) -> None:
+    """pageCount "²" (isdigit, yet not int()-able) or 5,000 digits reads as no count."""
+    system = make_system()
+    up = Upstream(knows={"google": {DUNE}, "isbndb": set(), "openlibrary": set()})
+
+    async def google(request: httpx.Request) -> httpx.Response:
+        body = json.loads((await up.google(request)).content)
+        for item in body.get("items", []):
+            item["volumeInfo"]["pageCount"] = page_count
+        return httpx.Response(200, json=body)
+
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="www.googleapis.com").mock(side_effect=google)
+        router.route(host="openlibrary.org").mock(side_effect=up.openlibrary)
+        router.route(host=ISBNDB_HOST).mock(side_effect=up.isbndb)
+        status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
+    assert status == 200
+    assert "failedProviders" not in body
+    [item] = body["items"]
+    assert item["providers"] == ["google"]
+    assert item["volumeInfo"].get("pageCount") == expected
+
+
+async def test_a_parser_crash_is_that_providers_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception while parsing Google's answer is google's UpstreamError, breaker-counted."""
+    from proxy_app.providers import google
+
+    def crash(item: object) -> None:
+        raise ValueError("odd data")
+
+    monkeypatch.setattr(google, "parse_item", crash)
+    system = make_system()
+    with mocked():
+        status, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        author = await system.rpc(WORKER, "search_author", "Frank Herbert", 5, None, None)
+    assert status == 200
+    assert body["failedProviders"] == ["google"]
+    assert body["items"][0]["providers"] == ["isbndb", "openlibrary"]
+    assert author["failedProviders"] == ["google"]
+    _, health, _ = await get(system, "/health")
+    assert health["breakers"]["google"]["failures"] == 2
+    _, metrics, _ = await get(system, "/metrics")
+    assert metrics["counters"]["upstream.google.unparseable"] == 2
+
+
+async def test_warm_finds_an_isbn_isbndb_lists_under_another_book() -> None:
+    """ISBNdb answers X with book Y (X in its other_isbns): X is warmed and then a cache hit."""
+    system = make_system()
+    up = Upstream(
+        knows={"isbndb": {DUNE}, "openlibrary": set(), "google": set()},
+        isbndb_aliases={UNKNOWN: DUNE},
+    )
+    with mocked(up):
+        report = await system.rpc(WORKER, "warm_isbns", [UNKNOWN])
+        assert report["warmed"] == [UNKNOWN]
+        assert report["notFound"] == []
+        assert report["upstreamCalls"] == {"isbndb": 1, "openlibrary": 0, "google": 0}
+        before = len(up.requests)
+        status, body, headers = await get(system, f"/search/auto?q={UNKNOWN}&maxResults=1")
+    assert (status, headers["x-cache"]) == (200, "kv")
+    assert body["items"][0]["volumeInfo"]["title"] == "Dune"
+    assert len(up.requests) == before
+
+
+async def test_warm_isbns_caps_the_list_and_cuts_echoed_inputs() -> None:
+    """At most 200 ISBNs per call; an invalid input is echoed back cut to 80 characters."""
+    system = make_system()
+    with mocked():
+        report = await system.rpc(WORKER, "warm_isbns", ["x" * 10_000, 12, [1] * 1000])
+        too_many = await system.rpc(WORKER, "warm_isbns", [DUNE] * 201)
+        at_cap = await system.rpc(WORKER, "warm_isbns", [DUNE] * 200)
+    assert report["invalid"] == ["x" * 80, "12", repr([1] * 1000)[:80]]
+    assert (too_many["error"]["param"], too_many["error"]["status"]) == ("isbns", 400)
+    assert "200" in too_many["error"]["message"]
+    assert at_cap["warmed"] == [DUNE]
+
+
+async def test_full_width_author_prefix_is_explicit_not_retried_as_text() -> None:
+    """A full-width inauthor: prefix is explicit, as classify sees it after NFKC: no text retry."""
+    system = make_system()
+    app = build_app(RuntimeEnv(system.envs[WORKER], FakeContext()), system.module(WORKER)._ISOLATE)
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in "inauthor:")  # U+FF49 U+FF4E ... U+FF1A
+    params = SearchParams(full_width + "Nobody Known", 10, True, "en")
+    with mocked() as up, use_clocks(system.clocks):
+        result = await app.searcher.auto(params)
+    assert result.items == []
+    assert [r.url.params["q"] for r in up.calls("google")] == ['inauthor:"Nobody Known"']
+
+
+async def test_included_translations_share_one_entry_whatever_the_language() -> None:
+    """With includeTranslations=true langRestrict filters nothing, so it does not split the key."""
+    system = make_system()
+    with mocked() as up:
+        await get(system, "/search/author?q=Frank%20Herbert&langRestrict=fr")
+        before = len(up.requests)
+        _, body, _ = await get(system, "/search/author?q=Frank%20Herbert&langRestrict=de")
+    assert body["cache"] == "kv"
+    assert len(up.requests) == before
+    key = search_key("author", "Frank Herbert", max_results=40, translations=True)
+    assert key in system.kv(WORKER, "CACHE").dump()
+
+
+async def test_the_warmers_author_search_is_stored_under_author_warm_key() -> None:
+    """q=inauthor:<name>&maxResults=40&includeTranslations=false writes author_warm_key(name)."""
+    system = make_system()
+    with mocked():
+        status, _, _ = await get(
+            system,
+            "/search/auto?q=inauthor%3AFrank%20Herbert&maxResults=40&includeTranslations=false",
+        )
+    assert status == 200
+    written = set(system.kv(WORKER, "CACHE").dump())
+    assert author_warm_key("Frank Herbert") in written
+    assert written == {author_warm_key("Frank Herbert")}

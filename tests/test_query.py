@@ -246,3 +246,14 @@ def test_ascii_fast_path_matches_the_general_fold(text: str) -> None:
     from bookmeta._query import _fold_slow
 
     assert normalize_key(text) == _fold_slow(text)
+
+
+@pytest.mark.parametrize(
+    "q",
+    ["\u0131nauthor:x", "\u0130nauthor:x", "\u0131sbn:0441013597", "t\u0131tle:dune"],
+    ids=["dotless-inauthor", "dotted-inauthor", "dotless-isbn", "dotless-title"],
+)
+def test_dotless_and_dotted_i_are_not_prefixes(q: str) -> None:
+    """Only ASCII spellings of the prefixes count (IGNORECASE alone matched U+0130/U+0131)."""
+    query = classify(q)  # used to raise KeyError (a 500 on /search/auto)
+    assert query.text == q

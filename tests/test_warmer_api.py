@@ -7,17 +7,25 @@ import json
 import pytest
 from test_warmer_support import (
     AUTH,
+    BATCH_CRON,
+    VERIFY_CRON,
     WARMER,
     get_json,
     library,
     make_system,
+    mock_upstreams,
     multipart,
+    tick,
     upload,
     warmer_kv,
 )
 
-from bookmeta import use_clocks
+import warmer_app.app
+from bookmeta import Router, use_clocks
 from harness import FakeController, System
+
+# One book the fixture providers know, one author none of them lists.
+UNLISTED = b"title,author,isbn13\nDune,,9780441013593\nNo Such Book,Nobody Ever Wrote This,\n"
 
 
 def stored(system: System) -> tuple[dict[str, str], list[str]]:
@@ -135,7 +143,7 @@ async def test_dashboard_escapes_user_provided_names() -> None:
         body=library("generic.csv"),
     )
     assert resp.status == 201
-    page = await system.fetch(WARMER, "/")
+    page = await system.fetch(WARMER, "/", headers=AUTH)
     html = await page.text()
     assert page.status == 200
     assert "<img src=x" not in html
@@ -167,3 +175,94 @@ async def test_unknown_cron_does_nothing() -> None:
     with use_clocks(system.clocks):
         await entry.scheduled(FakeController("5 4 * * *", 0.0), system.envs[WARMER], None)
     assert warmer_kv(system).dump() == {}
+
+
+async def test_a_malformed_var_is_500_config_error_on_http_and_logged_by_the_crons(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """WARM_MAX_SUBREQUESTS=10: routes answer 500 config_error naming the var; crons log it."""
+    system = make_system(WARM_MAX_SUBREQUESTS="10")
+    for method, path, headers in (
+        ("GET", "/libraries", {}),
+        ("GET", "/", {}),
+        ("POST", "/libraries", {**AUTH, "content-type": "text/csv"}),
+        ("GET", "/health", {}),
+    ):
+        body = library("generic.csv") if method == "POST" else None
+        resp = await system.fetch(WARMER, path, method=method, headers=headers, body=body)
+        error = json.loads(await resp.text())["error"]
+        assert (resp.status, error["code"], error["var"]) == (
+            500,
+            "config_error",
+            "WARM_MAX_SUBREQUESTS",
+        ), path
+    capsys.readouterr()
+    await system.scheduled(WARMER, BATCH_CRON)  # must not raise
+    await system.scheduled(WARMER, VERIFY_CRON)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    errors = [e for e in events if e["event"] == "cron.config_error"]
+    assert [e["cron"] for e in errors] == [BATCH_CRON, VERIFY_CRON]
+    assert all(e["level"] == "error" and e["var"] == "WARM_MAX_SUBREQUESTS" for e in errors)
+
+
+async def test_read_routes_without_the_token_show_aggregate_progress_only() -> None:
+    """/, /libraries and /libraries/{id} hide the filename, ISBNs and author names without
+    the token (a reading list is personal); with it they show the full view."""
+    system = make_system()
+    with mock_upstreams():
+        payload, content_type = multipart("alice-reading-list.csv", UNLISTED)
+        _, summary = await upload(system, payload, content_type=content_type)
+        await tick(system)
+    job = summary["id"]
+    secrets = ("alice-reading-list", "Nobody Ever Wrote This", "9780441013593", "Frank Herbert")
+    public = {}
+    for path in ("/", "/libraries", f"/libraries/{job}"):
+        resp = await system.fetch(WARMER, path)
+        text = await resp.text()
+        assert resp.status == 200, path
+        assert not [s for s in secrets if s in text], (path, text)
+        public[path] = text
+    view = json.loads(public[f"/libraries/{job}"])
+    assert set(view) == {
+        "id", "status", "format", "total", "done", "failed", "remaining", "percent",
+        "units", "lastRun", "rate", "eta",
+    }  # fmt: skip
+    assert (view["status"], view["total"], view["done"], view["failed"]) == ("done", 2, 1, 1)
+    assert view["lastRun"] == {"stoppedBy": "complete", "detail": ""}
+    assert json.loads(public["/libraries"])["libraries"] == [view]
+    assert '<progress max="100" value="100.0"' in public["/"]
+    _, full = await get_json(system, f"/libraries/{job}")  # with the token
+    assert full["filename"] == "alice-reading-list.csv"
+    assert full["failures"][0]["item"] == "Nobody Ever Wrote This"
+    _, listing = await get_json(system, "/libraries")
+    assert listing["libraries"] == [full]
+    page = await system.fetch(WARMER, "/", headers=AUTH)
+    assert "alice-reading-list.csv" in await page.text()
+
+
+def test_a_transient_error_detail_is_cut_to_its_first_clause_without_the_token() -> None:
+    """A provider's message (which may quote an author) stays out of the public view."""
+    from warmer_app.jobs import public_progress
+
+    view = {"id": "x", "lastRun": {"stoppedBy": "transient_error", "detail": "proxy search "
+            "answered 503: no luck with 'Frank Herbert'", "at": 1.0}}  # fmt: skip
+    assert public_progress(view)["lastRun"] == {
+        "stoppedBy": "transient_error",
+        "detail": "proxy search answered 503",
+    }
+
+
+async def test_the_route_table_is_built_once_per_isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the other workers, the warmer builds its Router once, not on every request."""
+    built: list[Router] = []
+
+    class CountingRouter(Router):
+        def __init__(self) -> None:
+            super().__init__()
+            built.append(self)
+
+    monkeypatch.setattr(warmer_app.app, "Router", CountingRouter)
+    system = make_system()
+    for path in ("/health", "/metrics", "/libraries", "/nope"):
+        await system.fetch(WARMER, path)
+    assert len(built) == 1

@@ -89,3 +89,20 @@ async def test_bad_debug_requests_are_4xx(
     resp = await system.fetch(WARMER, path, method=method, headers=AUTH, body=body)
     assert resp.status == status
     assert "error" in json.loads(await resp.text())
+
+
+async def test_rpc_cannot_call_warm_isbns() -> None:
+    """warm_isbns spends upstream quota outside the daily budgets: not callable over debug."""
+    system = make_system()
+    with mock_upstreams() as upstreams:
+        resp = await system.fetch(
+            WARMER,
+            "/debug/rpc/proxy/warm_isbns",
+            method="POST",
+            headers=AUTH,
+            body=json.dumps([["9780441013593"]]),
+        )
+        assert sum(upstreams.calls().values()) == 0
+    assert resp.status == 404
+    assert json.loads(await resp.text())["error"]["code"] == "not_found"
+    assert system.traffic == []

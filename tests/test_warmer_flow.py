@@ -21,10 +21,10 @@ from test_warmer_support import (
     warmer_kv,
 )
 
+from bookmeta import author_warm_key
 from harness import System
 from warmer_app.jobs import JobState
-from warmer_app.planner import Unit, total_estimate
-from warmer_app.verify import author_cache_key
+from warmer_app.planner import Unit, total_estimate, upstream_estimate
 
 # Small ISBN chunks so the fixture library spans several units and runs (production: 100).
 SMALL_CHUNKS = "10"
@@ -249,7 +249,7 @@ async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_repor
         await run_until_done(system, summary["id"])
         proxy_kv = system.kv(PROXY, "CACHE")
         bucket = system.r2(PROXY, "API_CACHE_COLD")
-        evicted = author_cache_key("Frank Herbert")
+        evicted = author_warm_key("Frank Herbert")
         assert evicted in proxy_kv.dump()
         await proxy_kv.delete(evicted)
         await bucket.delete("cache/" + evicted)
@@ -289,3 +289,186 @@ async def test_total_estimate_matches_the_upload_summary() -> None:
     )
     units = [Unit.from_json(u) for u in plan["units"]]
     assert total_estimate(units) == summary["estimatedUpstreamCalls"]
+
+
+# -- review fixes: unlisted authors, verification faults, leases, concurrent usage -----------
+
+DAY_S = 86_400.0
+OTHER_BOOKS = (
+    b"title,author,isbn13\nNeuromancer,William Gibson,9780441569595\n"
+    b"Foundation,Isaac Asimov,9780553293357\n"
+)
+
+
+async def fire_verification_at_0200(system: System) -> None:
+    """Advance to the next 02:00 UTC and fire the daily verification cron."""
+    now = system.clock()
+    next_0200 = (now - 2 * 3600) // DAY_S * DAY_S + DAY_S + 2 * 3600
+    system.clock.advance(next_0200 - now)
+    await system.scheduled(WARMER, VERIFY_CRON)
+
+
+class FailingCacheStatus:
+    """The proxy binding, whose ``cache_status`` RPC throws the first ``failures`` times."""
+
+    def __init__(self, inner: Any, failures: int = 1) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            if name == "cache_status" and self.failures > 0:
+                self.failures -= 1
+                raise RuntimeError("Error: Network connection lost.")
+            return await method(*args)
+
+        return call
+
+
+def lease_until(system: System, job_id: str) -> float:
+    """The ``until`` of a job's lease record (0.0 once released)."""
+    return float(json.loads(warmer_kv(system).dump()[f"lease:{job_id}"])["until"])
+
+
+async def test_an_author_nobody_lists_fails_once_and_verification_never_requeues_it() -> None:
+    """No provider lists the author: failed with a reason; 3 nightly verifications leave it."""
+    system = make_system()
+    with mock_upstreams() as upstreams:
+        _, summary = await upload(system, b"title,author\nNo Such Book,Nobody Ever Wrote This\n")
+        progress = await run_until_done(system, summary["id"])
+        assert (progress["done"], progress["failed"]) == (0, 1)
+        assert progress["failures"] == [
+            {"unit": 0, "item": "Nobody Ever Wrote This", "reason": "no results from any provider"}
+        ]
+        calls = upstreams.calls()
+        for _ in range(3):
+            await fire_verification_at_0200(system)
+            await tick(system)  # a re-queued unit would run (and call providers) here
+        _, after = await get_json(system, f"/libraries/{summary['id']}")
+        assert upstreams.calls() == calls, "verification made no upstream call re-warm it"
+    assert after["requeued"] == 0
+    assert (after["total"], after["done"], after["failed"]) == (1, 0, 1)
+    assert after["units"] == {"total": 1, "done": 1}
+    bucket = system.r2(WARMER, "LIBRARY_DATA").items
+    reports = [json.loads(v.body) for k, v in bucket.items() if k.startswith("reports/")]
+    assert [r["totals"]["requeued"] for r in reports] == [0, 0, 0]
+
+
+async def test_a_failing_cache_status_call_is_reported_and_the_pass_goes_on() -> None:
+    """cache_status throws for the first job: the error is in the report, its lease is
+    released, and the next job is still verified."""
+    system = make_system()
+    with mock_upstreams():
+        _, first = await upload(system, library("generic.csv"))
+        _, second = await upload(system, library("generic.csv"))
+        await tick(system)
+        await tick(system)
+        env = system.envs[WARMER]
+        env.BOOKS_API_PROXY = FailingCacheStatus(env.BOOKS_API_PROXY, failures=1)
+        system.clock.advance(3600)
+        await system.scheduled(WARMER, VERIFY_CRON)  # must not raise
+    report = json.loads(system.r2(WARMER, "LIBRARY_DATA").items["reports/2026-01-01.json"].body)
+    jobs = {j["id"]: j for j in report["jobs"]}
+    ids = sorted([first["id"], second["id"]])
+    assert "UpstreamError" in jobs[ids[0]]["error"]
+    assert jobs[ids[0]]["checked"] == 0
+    assert "error" not in jobs[ids[1]]
+    assert jobs[ids[1]]["checked"] == jobs[ids[1]]["of"] > 0
+    assert lease_until(system, ids[0]) == lease_until(system, ids[1]) == 0.0
+    _, progress = await get_json(system, f"/libraries/{ids[0]}")
+    assert "UpstreamError" in progress["lastVerify"]["error"]
+
+
+async def test_a_batch_that_crashes_mid_job_releases_its_lease() -> None:
+    """The job's plan is gone (a bug): the cron raises, but the lease is not left held."""
+    system = make_system()
+    _, summary = await upload(system, library("generic.csv"))
+    await system.r2(WARMER, "LIBRARY_DATA").delete(f"libraries/{summary['id']}/plan.json")
+    with pytest.raises(RuntimeError, match="plan has 0 of 3 units"):
+        await tick(system)
+    assert lease_until(system, summary["id"]) == 0.0
+
+
+async def test_a_verification_that_crashes_mid_job_releases_its_lease() -> None:
+    """cache_status answers a malformed result that breaks verification: the lease is freed."""
+
+    class Malformed(FailingCacheStatus):
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(self._inner, name)
+
+            async def call(*args: Any) -> Any:
+                return (
+                    {"keys": ["not", "a", "mapping"]}
+                    if name == "cache_status"
+                    else (await method(*args))
+                )
+
+            return call
+
+    system = make_system()
+    with mock_upstreams():
+        _, summary = await upload(system, library("generic.csv"))
+        await tick(system)
+        env = system.envs[WARMER]
+        env.BOOKS_API_PROXY = Malformed(env.BOOKS_API_PROXY)
+        system.clock.advance(3600)
+        with pytest.raises(AttributeError):
+            await system.scheduled(WARMER, VERIFY_CRON)
+    assert lease_until(system, summary["id"]) == 0.0
+
+
+async def test_overlapping_cron_and_manual_warm_both_count_their_daily_usage() -> None:
+    """A cron run and POST /warm (on another job) run at once: no usage increment is lost."""
+    system = make_system()
+    with mock_upstreams():
+        _, older = await upload(system, library("generic.csv"))
+        # Other books and authors, so the two runs never write one proxy cache key at once.
+        _, newer = await upload(system, OTHER_BOOKS)
+        env = system.envs[WARMER]
+        env.BOOKS_API_PROXY = YieldingBinding(env.BOOKS_API_PROXY)
+        env.ISBNDB_WORKER = YieldingBinding(env.ISBNDB_WORKER)
+        system.clock.advance(900)
+        manual = system.fetch(WARMER, f"/libraries/{newer['id']}/warm", method="POST", headers=AUTH)
+        cron = system.scheduled(WARMER, "*/15 * * * *")
+        resp, _ = await asyncio.gather(manual, cron)
+        assert resp.status == 200
+        assert json.loads(await resp.text())["jobs"][0]["units"] == 3
+        _, progress = await get_json(system, f"/libraries/{older['id']}")
+        assert progress["units"]["done"] == 3, "the cron worked the older job meanwhile"
+        system.clock.advance(60)
+        again = await system.fetch(
+            WARMER, f"/libraries/{older['id']}/warm", method="POST", headers=AUTH
+        )
+        recorded = json.loads(await again.text())["usage"]["calls"]
+    expected: dict[str, int] = {}
+    bucket = system.r2(WARMER, "LIBRARY_DATA")
+    for job in (older, newer):
+        plan = json.loads(bucket.items[f"libraries/{job['id']}/plan.json"].body)["units"]
+        for key, raw in unit_writes(system).items():
+            if key.startswith(f"unit:{job['id']}:"):
+                result = json.loads(raw)
+                spent = result["upstream"] or upstream_estimate(Unit.from_json(plan[result["n"]]))
+                for provider, n in spent.items():
+                    expected[provider] = expected.get(provider, 0) + n
+    assert recorded == expected
+
+
+def test_author_calls_and_keys_use_the_shared_contract() -> None:
+    """The author search, bibliography and verification key come from bookmeta's constants."""
+    from bookmeta import AUTHOR_PAGE_SIZE, AUTHOR_WARM_MAX_RESULTS, DEFAULT_LANG
+    from warmer_app import runner, verify
+    from warmer_app.planner import UnitKind
+
+    assert not hasattr(runner, "AUTHOR_MAX_RESULTS"), "no private copy of the contract"
+    assert not hasattr(verify, "PROXY_DEFAULT_LANG")
+    assert not hasattr(verify, "author_cache_key")
+    assert f"maxResults={AUTHOR_WARM_MAX_RESULTS}&" in runner.author_search_url("A B")
+    assert runner.author_bibliography_url("A B").endswith(
+        f"?page=1&pageSize={AUTHOR_PAGE_SIZE}&language={DEFAULT_LANG}"
+    )
+    assert verify.item_key(UnitKind.AUTHOR, "Frank Herbert") == author_warm_key("Frank Herbert")

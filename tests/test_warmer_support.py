@@ -43,6 +43,10 @@ def _fixture_upstream() -> ModuleType:
 
 FIXTURES = _fixture_upstream()
 CATALOGUE_ISBNS = [b["isbn13"] for b in FIXTURES.load_catalogue()]
+# Authors of goodreads_24.csv that no fixture provider lists: warmed, then recorded as failed
+# ("no results from any provider"), so a complete run of that library is 20 done + 4 failed.
+UNLISTED_AUTHORS = frozenset({"Stanisław Lem", "Gabriel García Márquez", "Zoë O'Brien", "村上春樹"})
+NO_RESULTS = "no results from any provider"
 
 
 def make_system(**warmer_vars: str) -> System:
@@ -71,9 +75,11 @@ async def upload(
     return resp.status, json.loads(await resp.text())
 
 
-async def get_json(system: System, path: str, worker: str = WARMER) -> tuple[int, Any]:
-    """GET a JSON endpoint."""
-    resp = await system.fetch(worker, path)
+async def get_json(
+    system: System, path: str, worker: str = WARMER, *, auth: bool = True
+) -> tuple[int, Any]:
+    """GET a JSON endpoint, with the admin token unless ``auth`` is False (the full views)."""
+    resp = await system.fetch(worker, path, headers=AUTH if auth else None)
     return resp.status, json.loads(await resp.text())
 
 

@@ -52,7 +52,7 @@ class Query:
 
 
 _PREFIX_RE = re.compile(
-    r"\s*(isbn|inauthor|author|intitle|title)\s*:(.*)", re.IGNORECASE | re.DOTALL
+    r"\s*(isbn|inauthor|author|intitle|title)\s*:(.*)", re.IGNORECASE | re.ASCII | re.DOTALL
 )
 _PREFIX_KINDS = {
     "isbn": QueryKind.ISBN,

@@ -1,7 +1,9 @@
 """The proxy's App: HTTP routes and the same operations as RPC methods.
 
 Every HTTP error is JSON ``{"error": {...}}``; every RPC failure is returned (not raised) as
-``{"error": {"code", "message", "status", "retryAfter"}}`` (ARCHITECTURE.md).
+``{"error": {"code", "message", "status", "retryAfter"}}`` (ARCHITECTURE.md). A malformed var
+never stops the App from being built: every operation but ``health``/``metrics`` (and CORS
+preflights) then answers ``500 config_error`` naming the var.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 
 from bookmeta import (
     BookmetaError,
+    ConfigError,
     Log,
     ObservedService,
     QueryKind,
@@ -29,7 +32,7 @@ from bookmeta import (
     serve,
 )
 
-from .config import Settings
+from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
 from .search import AllProvidersFailed, Searcher, SearchResult
@@ -79,7 +82,14 @@ class App:
     ) -> None:
         self.env = env
         self.isolate = isolate
-        self.settings = settings or isolate.settings(env)
+        loaded = settings or isolate.settings(env)
+        # A malformed var is answered per operation (config_error), never raised from here:
+        # that would escape serve() (a non-JSON 500) and the RPC edge (a JS error).
+        self.config_error: ConfigError | None = None
+        if isinstance(loaded, ConfigError):
+            self.config_error = loaded
+            loaded = fallback_settings(env)
+        self.settings = loaded
         self.cache = TwoTierCache(
             env.kv("CACHE"),
             env.r2("API_CACHE_COLD"),
@@ -138,6 +148,8 @@ class App:
         return response
 
     async def _guarded(self, op: Callable[[], Awaitable[Response]]) -> Response:
+        if self.config_error is not None:
+            return error_for(self.config_error)
         try:
             return await op()
         except BookmetaError as exc:
@@ -181,6 +193,8 @@ class App:
     # -- RPC (and the bodies HTTP returns) -------------------------------------------------
 
     async def _rpc(self, op: Callable[[], Awaitable[JsonBody]], method: str) -> JsonBody:
+        if self.config_error is not None:
+            return rpc_error(self.config_error)
         try:
             return await op()
         except BookmetaError as exc:
@@ -286,8 +300,11 @@ class App:
         return await self._rpc(op, "cache_status")
 
     async def health(self) -> JsonBody:
-        """Configuration and breaker states (no secrets: only whether the key is set)."""
-        return {
+        """Configuration and breaker states (no secrets: only whether the key is set).
+
+        ``configError`` (the message naming the malformed var) only while a var is malformed.
+        """
+        body: JsonBody = {
             "worker": WORKER,
             "version": VERSION,
             "googleKeyConfigured": bool(await self._google_key()),
@@ -295,6 +312,9 @@ class App:
             "cache": {"kv": self.cache.hot is not None, "r2": self.cache.cold is not None},
             "breakers": self.isolate.breakers.snapshot(),
         }
+        if self.config_error is not None:
+            body["configError"] = str(self.config_error)
+        return body
 
     async def metrics(self) -> JsonBody:
         """Per-isolate counters, latencies, breakers and rate limiters."""

@@ -54,7 +54,7 @@ def load_settings(env: WorkerEnv) -> Settings:
     """Read the vars, with the defaults of ``Settings``.
 
     Raises:
-        InvalidInput: a numeric var is malformed (a deployment error, named in the message).
+        ConfigError: a numeric var is malformed (a deployment error; ``name`` is the var).
     """
     default = Settings()
     max_default = int_var(env, "MAX_RESULTS_DEFAULT", default.max_results_default, minimum=1)
@@ -72,3 +72,13 @@ def load_settings(env: WorkerEnv) -> Settings:
         cors_origins=parse_origins(env.var("CORS_ALLOWED_ORIGINS", "*")),
         provider_timeout_s=int_var(env, "PROVIDER_TIMEOUT_MS", 8000, minimum=1) / 1000.0,
     )
+
+
+def fallback_settings(env: WorkerEnv) -> Settings:
+    """What the proxy runs with while a var is malformed: defaults, with CORS still as set.
+
+    Only ``/health``, ``/metrics`` and CORS preflights are served then (every other
+    operation answers ``500 config_error``); ``CORS_ALLOWED_ORIGINS`` cannot be malformed,
+    so a restricted list stays restricted.
+    """
+    return Settings(cors_origins=parse_origins(env.var("CORS_ALLOWED_ORIGINS", "*")))

@@ -1,9 +1,10 @@
 """Per-isolate state: breakers, rate limiters, single-flight and metrics (no I/O, no randomness).
 
 Also what is the same for every request of an isolate: the settings parsed from the vars
-(keyed by the vars' values) and the route table. Created once by the entry module and shared
-by every request the isolate serves. Time is read through ``current_clocks()`` at each use,
-so tests that install a fake clock drive it too.
+(or the ConfigError parsing raised; keyed by the vars' values) and the route table.
+Created once by the entry module and shared by every request the isolate serves. Time is
+read through ``current_clocks()`` at each use, so tests that install a fake clock drive it
+too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from bookmeta import (
     BreakerEvent,
     BreakerRegistry,
+    ConfigError,
     Metrics,
     RateLimiter,
     Router,
@@ -54,22 +56,23 @@ class Isolate:
             on_change=self._on_breaker_change,
         )
         self._limiters: dict[str, RateLimiter] = {}
-        self._settings: tuple[tuple[str, ...], Settings] | None = None
+        self._settings: tuple[tuple[str, ...], Settings | ConfigError] | None = None
         self._router: Router | None = None
 
-    def settings(self, env: WorkerEnv) -> Settings:
-        """The settings parsed from ``env``'s vars, parsed again only when a var's value changed.
+    def settings(self, env: WorkerEnv) -> Settings | ConfigError:
+        """``load_settings(env)``, or the ConfigError it raised (reported on every request).
 
-        Raises:
-            ConfigError: a var is malformed (nothing is cached then: every call raises again).
+        Either is kept, keyed by the vars' raw values: parsed again only when a var changed.
         """
         values = var_values(env)
         cached = self._settings
-        if cached is not None and cached[0] == values:
-            return cached[1]
-        settings = load_settings(env)
-        self._settings = (values, settings)
-        return settings
+        if cached is None or cached[0] != values:
+            try:
+                parsed: Settings | ConfigError = load_settings(env)
+            except ConfigError as exc:
+                parsed = exc.with_traceback(None)  # keep no frame (nor its env) alive
+            cached = self._settings = (values, parsed)
+        return cached[1]
 
     def router(self, build: Callable[[], Router]) -> Router:
         """The isolate's route table, made by ``build`` on first use."""

@@ -4,7 +4,8 @@ Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads)
 
 * an ISBN search is keyed ``isbn_key(isbn13)`` whatever ``maxResults`` is, and stores one
   merged item; author/title/text searches are keyed ``search_key(kind, q, max_results=,
-  lang=, translations=)`` and store the final item list;
+  lang=, translations=)`` and store the final item list, with ``lang=None`` when
+  translations are included (the language filters nothing then);
 * nothing found (every provider answered) is a short negative entry (``negative_ttl_s``);
 * a partial answer (some provider failed, another answered) is served with
   ``failedProviders`` but never stored, so the next request asks the failed provider again
@@ -16,7 +17,6 @@ Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from bookmeta import (
     classify,
     extract_isbn,
     isbn_key,
+    normalize_display,
     search_key,
 )
 
@@ -43,7 +44,6 @@ from .volumes import keep_language, to_item
 DEFAULT_RETRY_AFTER_S = 30.0
 V = TypeVar("V")
 Schedule = Callable[[Coroutine[Any, Any, None]], None]
-_EXPLICIT_AUTHOR_RE = re.compile(r"\s*(inauthor|author)\s*:", re.IGNORECASE)
 
 
 class AllProvidersFailed(UpstreamError):  # noqa: N818 - reads as the condition, like CircuitOpen
@@ -142,14 +142,16 @@ class Searcher:
 
     async def search(self, kind: QueryKind, params: SearchParams) -> SearchResult:
         """An author, title or text search, cached with its parameters."""
+        lang_filter = None if params.include_translations else params.lang
+        # Keyed by the language only where it filters: translations=false (the warmer's
+        # bookmeta.author_warm_key is that key for q=inauthor:<name>&maxResults=40).
         key = search_key(
             kind.value,
             params.q,
             max_results=params.max_results,
-            lang=params.lang,
+            lang=lang_filter,
             translations=params.include_translations,
         )
-        lang_filter = None if params.include_translations else params.lang
 
         async def load() -> list[dict[str, Any]] | None:
             outcomes = await self.upstreams.search(
@@ -181,7 +183,10 @@ class Searcher:
         text = _nonempty(query.text)
         narrowed = SearchParams(text, params.max_results, params.include_translations, params.lang)
         result = await self.search(query.kind, narrowed)
-        guessed = query.kind is QueryKind.AUTHOR and not _EXPLICIT_AUTHOR_RE.match(params.q)
+        # Explicit exactly when classify stripped a prefix (it returns the whole display text
+        # otherwise): the same test classify made, NFKC and case folding included.
+        explicit = query.text != normalize_display(params.q)
+        guessed = query.kind is QueryKind.AUTHOR and not explicit
         if guessed and not result.items and not result.failed:
             return await self.search(QueryKind.TEXT, narrowed)
         return result

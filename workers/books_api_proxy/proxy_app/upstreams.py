@@ -2,20 +2,22 @@
 
 Each call returns an ``Outcome`` instead of raising, so one provider's failure never hides the
 others' answers. Only calls that really went upstream are counted (an open breaker's
-fail-fast is not a call).
+fail-fast is not a call). A parser that raises on odd data (anything but a ``BookmetaError``)
+is that provider's failure, ``UpstreamError(provider, None, "unparseable response")``,
+counted by its breaker, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
 
-from bookmeta import BookmetaError, Clock, Service, UpstreamError
+from bookmeta import AUTHOR_PAGE_SIZE, BookmetaError, Clock, Log, Service, UpstreamError
 
 from .config import Settings
 from .isolate import Isolate
@@ -23,19 +25,23 @@ from .model import Edition, Provider
 from .providers import google, isbndb, openlibrary
 
 T = TypeVar("T")
-# The page of an author ISBNdb is asked for: the same as the warmer's direct call.
-ISBNDB_AUTHOR_PAGE_SIZE = 50
+UNPARSEABLE = "unparseable response"
 ClientFactory = Callable[[], httpx.AsyncClient]
 SecretGetter = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One provider's answer (``editions``) or failure (``error``)."""
+    """One provider's answer (``editions``) or failure (``error``).
+
+    ``aliases`` maps an asked ISBN-13 to the ISBN-13 of the edition answering it, where they
+    differ (ISBNdb's bulk look-up matches an ISBN a book lists in ``other_isbns``).
+    """
 
     provider: Provider
     editions: list[Edition]
     error: BookmetaError | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +88,10 @@ class Upstreams:
                 result = await asyncio.wait_for(fetch(), self.settings.provider_timeout_s)
                 ok = True
                 return result
+            except (BookmetaError, TimeoutError):
+                raise
+            except Exception as exc:  # a parser tripped on odd data: the breaker counts it
+                raise self._unparseable(provider, exc) from exc
             finally:
                 elapsed_ms = (self._monotonic() - started) * 1000.0
                 self.isolate.metrics.observe(f"upstream.{provider}", elapsed_ms, ok=ok)
@@ -95,13 +105,31 @@ class Upstreams:
             self.isolate.metrics.incr(f"upstream.{provider}.errors")
             raise
 
+    def _unparseable(self, provider: Provider, exc: Exception) -> UpstreamError:
+        self.isolate.metrics.incr(f"upstream.{provider}.unparseable")
+        Log("books_api_proxy", "upstreams").error(
+            "upstream.unparseable", provider=provider, error=type(exc).__name__
+        )
+        return UpstreamError(provider, None, UNPARSEABLE)
+
+    async def _settle(
+        self, provider: Provider, answer: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        """``answer()``, or its failure as an Outcome (any exception: the safety net)."""
+        try:
+            return await answer()
+        except BookmetaError as exc:
+            return Outcome(provider, [], exc)
+        except Exception as exc:  # raised outside the guard (post-processing): still no 500
+            return Outcome(provider, [], self._unparseable(provider, exc))
+
     async def _outcome(
         self, provider: Provider, fetch: Callable[[], Awaitable[list[Edition]]]
     ) -> Outcome:
-        try:
+        async def answer() -> Outcome:
             return Outcome(provider, await self._guard(provider, fetch))
-        except BookmetaError as exc:
-            return Outcome(provider, [], exc)
+
+        return await self._settle(provider, answer)
 
     async def _key(self) -> str | None:
         if not self._google_key_read:
@@ -133,16 +161,13 @@ class Upstreams:
     async def google_isbn(self, isbn13: str) -> Outcome:
         """Google's editions that really carry ``isbn13``."""
 
-        async def fetch() -> list[Edition]:
+        async def answer() -> Outcome:
             found = await self.google_volumes(
                 google.isbn_query(isbn13), google.ISBN_LOOKUP_MAX_RESULTS, None
             )
-            return google.only_isbn(found, isbn13)
+            return Outcome("google", google.only_isbn(found, isbn13))
 
-        try:
-            return Outcome("google", await fetch())
-        except BookmetaError as exc:
-            return Outcome("google", [], exc)
+        return await self._settle("google", answer)
 
     async def openlibrary_books(self, isbns: Sequence[str]) -> Outcome:
         """One Books API batch (at most 50 ISBN-13s)."""
@@ -203,15 +228,22 @@ class Upstreams:
         return await self._outcome("isbndb", fetch)
 
     async def isbndb_bulk(self, isbns: Sequence[str]) -> Outcome | None:
-        """Many books in one binding call; None when the binding is not configured."""
+        """Many books in one binding call; None when the binding is not configured.
+
+        The outcome's ``aliases`` name the asked ISBNs answered by a book with another ISBN-13.
+        """
         service = self.isbndb_service
         if service is None:
             return None
 
-        async def fetch() -> list[Edition]:
-            return list((await isbndb.fetch_bulk(service, isbns)).found.values())
+        async def fetch() -> isbndb.BulkResult:
+            return await isbndb.fetch_bulk(service, isbns)
 
-        return await self._outcome("isbndb", fetch)
+        async def answer() -> Outcome:
+            bulk = await self._guard("isbndb", fetch)
+            return Outcome("isbndb", bulk.editions(), aliases=bulk.aliases())
+
+        return await self._settle("isbndb", answer)
 
     # -- all providers at once -------------------------------------------------------------
 
@@ -233,21 +265,20 @@ class Upstreams:
         only answers author searches (its worker has no title search).
         """
 
-        async def google_search() -> Outcome:
-            try:
-                found = await self.google_volumes(
-                    google.search_query(kind, text), max_results, lang
-                )
-            except BookmetaError as exc:
-                return Outcome("google", [], exc)
+        async def google_answer() -> Outcome:
+            found = await self.google_volumes(google.search_query(kind, text), max_results, lang)
             return Outcome("google", found)
+
+        async def google_search() -> Outcome:
+            return await self._settle("google", google_answer)
 
         async def isbndb_search() -> Outcome | None:
             if kind != "author":
                 return None
-            # Always the page the warmer asks for (1, 50, lang): the isbndb worker's LRU then
-            # answers an author just warmed without another ISBNdb call. Trimmed by the merge.
-            return await self.isbndb_author(text, ISBNDB_AUTHOR_PAGE_SIZE, lang or "")
+            # Always the page the warmer asks for (1, AUTHOR_PAGE_SIZE, lang): the isbndb
+            # worker's LRU then answers an author just warmed without another ISBNdb call.
+            # Trimmed by the merge.
+            return await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
 
         answers = await asyncio.gather(
             google_search(),

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bookmeta import InvalidInput, InvalidISBN, canonical, normalize_display
+from bookmeta import DEFAULT_LANG, InvalidInput, InvalidISBN, canonical, normalize_display
 
 from .config import MAX_RESULTS_LIMIT
 from .languages import normalize_language
@@ -19,8 +19,11 @@ from .languages import normalize_language
 MAX_Q_CHARS = 256
 MAX_ISBN_CHARS = 32
 MAX_LIST_ITEMS = 1000
+# warm_isbns: each ISBN costs up to ~4 KV/R2 operations (status reads, then writes), and an
+# invocation may make 1,000; the warmer sends 100 per call.
+MAX_WARM_ISBNS = 200
+MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
-DEFAULT_LANG = "en"
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
 # Control, surrogate, private-use and unassigned characters are refused unless whitespace.
@@ -145,23 +148,36 @@ def isbn(value: Any, param: str = "isbn") -> str:
         raise InvalidInput(param, str(exc)) from exc
 
 
+def _echo(raw: Any) -> str:
+    """An invalid input as reported back: the string (or a repr), cut to 80 characters."""
+    if isinstance(raw, str):
+        return raw[:MAX_ECHO_CHARS]
+    try:
+        shown = repr(raw)
+    except (ValueError, RecursionError):  # a 4,301-digit int, a deeply nested list
+        shown = f"<{type(raw).__name__}>"
+    return shown[:MAX_ECHO_CHARS]
+
+
 def isbn_list(value: Any) -> tuple[list[str], list[str]]:
     """``warm_isbns`` input: (unique ISBN-13s in order, inputs that are not ISBNs).
 
+    Invalid inputs are echoed cut to ``MAX_ECHO_CHARS`` characters.
+
     Raises:
-        InvalidInput: ``isbns`` is not a list, or has more than 1,000 entries.
+        InvalidInput: ``isbns`` is not a list, or has more than ``MAX_WARM_ISBNS`` entries.
     """
     if not isinstance(value, list):
         raise InvalidInput("isbns", "must be a list of ISBN strings")
-    if len(value) > MAX_LIST_ITEMS:
-        raise InvalidInput("isbns", f"at most {MAX_LIST_ITEMS} per call")
+    if len(value) > MAX_WARM_ISBNS:
+        raise InvalidInput("isbns", f"at most {MAX_WARM_ISBNS} per call, got {len(value)}")
     valid: list[str] = []
     invalid: list[str] = []
     for raw in value:
         try:
             isbn13 = isbn(raw)
         except InvalidInput:
-            invalid.append(raw if isinstance(raw, str) else repr(raw))
+            invalid.append(_echo(raw))
             continue
         if isbn13 not in valid:
             valid.append(isbn13)

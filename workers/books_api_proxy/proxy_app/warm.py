@@ -4,10 +4,11 @@ Order of attack, each step only for what is still missing: skip ISBNs already fr
 cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
 batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
 per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
-retry). Each book is stored under exactly
-``isbn_key(isbn13)``, in the shape an ISBN search stores, so a later
-``/search/auto?q=<isbn>&maxResults=1`` is a cache hit. An ISBN nobody has gets a negative
-entry, but only when every provider asked about it answered (a failure is not "not found").
+retry). Each book is stored under exactly ``isbn_key(isbn13)`` of the ISBN asked for, in
+the shape an ISBN search stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache
+hit; that holds for an ISBN ISBNdb matched through another book's ``other_isbns`` too (stored
+under the asked ISBN, not the book's). An ISBN nobody has gets a negative entry, but only
+when every provider asked about it answered (a failure is not "not found").
 """
 
 from __future__ import annotations
@@ -45,9 +46,16 @@ class _Collected:
             for isbn in asked:
                 self.errors[isbn].append(f"{outcome.provider}: {outcome.error}")
             return
+        by_isbn13 = {e.isbn13: e for e in outcome.editions}
         for edition in outcome.editions:
             if edition.isbn13 in self.editions:
                 self.editions[edition.isbn13].setdefault(outcome.provider, []).append(edition)
+        # An asked ISBN answered by a book under another ISBN-13 (ISBNdb's other_isbns) is
+        # found too: the book is stored under the asked ISBN's key.
+        for asked_isbn, isbn13 in outcome.aliases.items():
+            alias = by_isbn13.get(isbn13)
+            if alias is not None and asked_isbn in self.editions:
+                self.editions[asked_isbn].setdefault(outcome.provider, []).append(alias)
 
 
 async def warm_isbns(
@@ -56,7 +64,7 @@ async def warm_isbns(
     """Warm the cache for ``raw_isbns`` and report what happened (ARCHITECTURE.md shape).
 
     Raises:
-        InvalidInput: ``raw_isbns`` is not a list of at most 1,000 entries.
+        InvalidInput: ``raw_isbns`` is not a list of at most 200 entries.
     """
     isbns, invalid = isbn_list(raw_isbns)
     statuses = await cache.status([isbn_key(i) for i in isbns])

@@ -14,6 +14,7 @@ Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other i
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from bookmeta import (
     BlobStore,
     BookmetaError,
+    ConfigError,
     InvalidInput,
     KVStore,
     Log,
@@ -52,7 +54,7 @@ from .budget import (
 from .config import VERSION, WORKER, Settings
 from .dashboard import CSP, SCRIPT, render_dashboard
 from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
-from .jobs import JobState, JobStore, is_job_id, progress
+from .jobs import JobState, JobStore, is_job_id, progress, public_progress
 from .lease import Leases
 from .multipart import MultipartError, is_multipart, read_file_part
 from .planner import StopReason, build_units, total_estimate
@@ -82,9 +84,16 @@ _TEXT_TYPES = frozenset(
 
 @dataclass
 class Isolate:
-    """Per-isolate state: metrics only (no I/O, no randomness at creation)."""
+    """Per-isolate state: metrics and the route table (no I/O, no randomness at creation)."""
 
     metrics: Metrics = field(default_factory=Metrics)
+    _router: Router | None = field(default=None, repr=False)
+
+    def router(self, build: Callable[[], Router]) -> Router:
+        """The isolate's route table, made by ``build`` on first use."""
+        if self._router is None:
+            self._router = build()
+        return self._router
 
 
 class Misconfigured(Exception):  # noqa: N818 (a state of the deployment)
@@ -116,6 +125,8 @@ class App:
         self._env = env
         self._isolate = isolate
         self._clocks = env.clocks
+        self._router = isolate.router(_routes)
+        self._log = Log(WORKER, "-")  # replaced by the request's log in _route()
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -175,54 +186,48 @@ class App:
         )
 
     async def _route(self, request: Request, log: Log) -> Response:
+        self._log = log
         if (target := debug.parse_target(request.path)) is not None:
             return await self._debug(request, *target)
-        router = Router()
-
-        async def dashboard(req: Request) -> Response:
-            return await self._dashboard()
-
-        async def script(req: Request) -> Response:
-            return Response(
-                200,
-                SCRIPT.encode("utf-8"),
-                {"content-type": "text/javascript; charset=utf-8", "cache-control": "max-age=300"},
-            )
-
-        async def create(req: Request) -> Response:
-            return await self._create(req, log)
-
-        async def listing(req: Request) -> Response:
-            return json_response({"libraries": await self._progress_list()})
-
-        async def show(req: Request, id: str) -> Response:
-            return await self._show(id)
-
-        async def warm(req: Request, id: str) -> Response:
-            return await self._warm_now(req, id, log)
-
-        async def health(req: Request) -> Response:
-            return await self._health()
-
-        async def metrics(req: Request) -> Response:
-            return json_response({"worker": WORKER, **self._isolate.metrics.snapshot()})
-
-        router.add("GET", "/", dashboard)
-        router.add("GET", "/dashboard.js", script)
-        router.add("POST", "/libraries", create)
-        router.add("GET", "/libraries", listing)
-        router.add("GET", "/libraries/{id}", show)
-        router.add("POST", "/libraries/{id}/warm", warm)
-        router.add("GET", "/health", health)
-        router.add("GET", "/metrics", metrics)
         try:
-            return await router.dispatch(request)
+            return await self._router.dispatch(request, self)
         except Misconfigured as exc:
             log.error("misconfigured", detail=str(exc))
             return error_response(503, "misconfigured", str(exc))
         except BudgetExhausted as exc:
             log.error("budget.exhausted", detail=str(exc))
             return error_response(503, "budget_exhausted", "subrequest budget spent; retry later")
+
+    # Route handlers: unbound in the isolate's table (_routes), called with this App.
+
+    async def _http_dashboard(self, request: Request) -> Response:
+        return await self._dashboard(full=await self._is_admin(request))
+
+    async def _http_script(self, request: Request) -> Response:
+        return Response(
+            200,
+            SCRIPT.encode("utf-8"),
+            {"content-type": "text/javascript; charset=utf-8", "cache-control": "max-age=300"},
+        )
+
+    async def _http_create(self, request: Request) -> Response:
+        return await self._create(request, self._log)
+
+    async def _http_list(self, request: Request) -> Response:
+        full = await self._is_admin(request)
+        return json_response({"libraries": await self._progress_list(full=full)})
+
+    async def _http_show(self, request: Request, id: str) -> Response:
+        return await self._show(id, full=await self._is_admin(request))
+
+    async def _http_warm(self, request: Request, id: str) -> Response:
+        return await self._warm_now(request, id, self._log)
+
+    async def _http_health(self, request: Request) -> Response:
+        return await self._health()
+
+    async def _http_metrics(self, request: Request) -> Response:
+        return json_response({"worker": WORKER, **self._isolate.metrics.snapshot()})
 
     async def _debug(self, request: Request, kind: str, target: str, rest: str) -> Response:
         refused = await self._authorized(request)
@@ -241,6 +246,10 @@ class App:
     async def _authorized(self, request: Request) -> Response | None:
         expected = await self._env.secret(TOKEN_SECRET)
         return None if is_authorized(request, expected) else unauthorized(expected)
+
+    async def _is_admin(self, request: Request) -> bool:
+        """The request carries the admin token (read routes then show the full view)."""
+        return is_authorized(request, await self._env.secret(TOKEN_SECRET))
 
     async def _create(self, request: Request, log: Log) -> Response:
         refused = await self._authorized(request)
@@ -331,25 +340,28 @@ class App:
         await wiring.store.catch_up(state)  # read-only: shows units a dead run left unsaved
         return progress(state)
 
-    async def _show(self, job_id: str) -> Response:
+    async def _show(self, job_id: str, *, full: bool) -> Response:
         found = await self._load_progress(job_id) if is_job_id(job_id) else None
         if found is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
-        return json_response(found)
+        return json_response(found if full else public_progress(found))
 
-    async def _progress_list(self) -> list[dict[str, Any]]:
+    async def _progress_list(self, *, full: bool) -> list[dict[str, Any]]:
+        """The newest jobs' progress: the full view with the token, else aggregates only."""
         wiring = self._wire(self._settings())
         ids = await wiring.store.list_ids()
         out = []
         for job_id in reversed(ids[-DASHBOARD_LIBRARIES:]):
             state = await wiring.store.load(job_id)
             if state is not None:
-                out.append(progress(state))
+                view = progress(state)
+                out.append(view if full else public_progress(view))
         return out
 
-    async def _dashboard(self) -> Response:
+    async def _dashboard(self, *, full: bool) -> Response:
         page = render_dashboard(
-            await self._progress_list(), max_upload_bytes=self._settings().max_upload_bytes
+            await self._progress_list(full=full),
+            max_upload_bytes=self._settings().max_upload_bytes,
         )
         headers = {
             "content-type": "text/html; charset=utf-8",
@@ -407,6 +419,9 @@ class App:
                 return await self.run_batch(log)
             if cron == VERIFY_CRON:
                 return await self.verify(log)
+        except ConfigError as exc:
+            log.error("cron.config_error", cron=cron, var=exc.name, detail=str(exc))
+            return {"error": str(exc), "var": exc.name}
         except (BudgetExhausted, Misconfigured, InvalidInput) as exc:
             log.error("cron.failed", cron=cron, error=type(exc).__name__, detail=str(exc))
             return {"error": str(exc)}
@@ -464,6 +479,21 @@ class App:
         self._isolate.metrics.incr("verify.runs")
         log.event("verify.run", totals=report["totals"], subrequests=wiring.meter.used)
         return report
+
+
+def _routes() -> Router:
+    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
+    # invocation's App by dispatch(request, app), so no route closes over per-request state.
+    router = Router()
+    router.add("GET", "/", App._http_dashboard)
+    router.add("GET", "/dashboard.js", App._http_script)
+    router.add("POST", "/libraries", App._http_create)
+    router.add("GET", "/libraries", App._http_list)
+    router.add("GET", "/libraries/{id}", App._http_show)
+    router.add("POST", "/libraries/{id}/warm", App._http_warm)
+    router.add("GET", "/health", App._http_health)
+    router.add("GET", "/metrics", App._http_metrics)
+    return router
 
 
 def build_app(env: WorkerEnv, isolate: Isolate) -> App:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from bookmeta import (
 T = TypeVar("T")
 PROVIDERS = ("isbndb", "google", "openlibrary")
 USAGE_TTL_S = 3 * 86400
+MAX_USAGE_RECORDS = 1000  # one KV list page
 
 
 class BudgetExhausted(Exception):  # noqa: N818 (a state, like CircuitOpen)
@@ -168,50 +170,100 @@ class MeteredService:
 
 @dataclass
 class DailyUsage:
-    """Upstream calls spent (or estimated) today, per provider; one KV key per UTC day."""
+    """Upstream calls spent (or estimated) today, per provider.
+
+    ``calls`` is the day's total as this run sees it (the records read at its start plus what
+    it spent since); ``spent`` is what this run spent and has not saved yet.
+    """
 
     day: str
     calls: dict[str, int] = field(default_factory=dict)
-    written_at: float | None = None
-    changed: bool = False
+    spent: dict[str, int] = field(default_factory=dict)
+    saturated: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """This run spent calls it has not saved yet."""
+        return bool(self.spent)
 
     def left(self, budgets: Mapping[str, int]) -> dict[str, int]:
-        """Calls left today per provider."""
+        """Calls left today per provider (none when the day's records could not all be read)."""
+        if self.saturated:
+            return dict.fromkeys(PROVIDERS, 0)
         return {p: max(0, budgets.get(p, 0) - self.calls.get(p, 0)) for p in PROVIDERS}
 
-    def add(self, calls: Mapping[str, int]) -> None:
-        """Record spent calls."""
+    def calls_from(self, calls: Mapping[str, int]) -> None:
+        """Count calls another run (or an earlier one) recorded."""
         for provider, n in calls.items():
             if n:
                 self.calls[provider] = self.calls.get(provider, 0) + int(n)
-                self.changed = True
+
+    def add(self, calls: Mapping[str, int]) -> None:
+        """Record calls this run spent."""
+        for provider, n in calls.items():
+            if n:
+                self.calls[provider] = self.calls.get(provider, 0) + int(n)
+                self.spent[provider] = self.spent.get(provider, 0) + int(n)
 
 
-def usage_key(day: str) -> str:
-    """The KV key of a day's usage."""
+# Every run that spent calls writes its own record, so concurrent runs (the cron and a
+# POST /libraries/{id}/warm) never overwrite each other's counts. The counts are part of the
+# key, so one KV list reads the whole day (one subrequest, no get per record):
+#     usage:{YYYY-MM-DD}:{record id}:isbndb=2,google=1,openlibrary=1
+# ``usage:{YYYY-MM-DD}`` alone is the single read-modify-write record of earlier versions,
+# still counted (one get) on the day of the upgrade.
+
+
+def usage_prefix(day: str) -> str:
+    """The KV key prefix of a day's usage records (also the legacy single record's key)."""
     return f"usage:{day}"
 
 
+def usage_record_key(day: str, record_id: str, calls: Mapping[str, int]) -> str:
+    """The KV key of one run's usage record; the counts are readable from the key alone."""
+    counts = ",".join(f"{p}={int(calls.get(p, 0))}" for p in PROVIDERS)
+    return f"{usage_prefix(day)}:{record_id}:{counts}"
+
+
+def _record_calls(key: str, prefix: str) -> dict[str, int]:
+    """The counts a record key carries (unknown or malformed parts are ignored)."""
+    _record_id, _, counts = key[len(prefix) + 1 :].partition(":")
+    calls: dict[str, int] = {}
+    for part in counts.split(","):
+        provider, _, n = part.partition("=")
+        if provider in PROVIDERS and n.isdigit():
+            calls[provider] = calls.get(provider, 0) + int(n)
+    return calls
+
+
 async def load_usage(kv: KVStore, day: str) -> DailyUsage:
-    """Today's usage (empty when nothing was recorded)."""
-    raw = await kv.get(usage_key(day))
-    if raw is None:
-        return DailyUsage(day)
-    data = json.loads(raw)
-    calls = {str(k): int(v) for k, v in data.get("calls", {}).items()}
-    return DailyUsage(day, calls, float(data["writtenAt"]))
+    """Today's usage: the sum of the day's records (one list; empty when nothing was recorded).
+
+    More records than one list page holds (1000 runs in a day) cannot be summed in one
+    subrequest: the budgets are then treated as spent for the rest of the day.
+    """
+    prefix = usage_prefix(day)
+    page = await kv.list(prefix, limit=MAX_USAGE_RECORDS)
+    usage = DailyUsage(day, saturated=page.cursor is not None)
+    for key in page.keys:
+        if key == prefix:
+            raw = await kv.get(key)  # the legacy single record
+            data = json.loads(raw) if raw else {}
+            usage.calls_from({str(k): int(v) for k, v in data.get("calls", {}).items()})
+        elif key.startswith(prefix + ":"):
+            usage.calls_from(_record_calls(key, prefix))
+    return usage
 
 
 async def save_usage(kv: KVStore, usage: DailyUsage, clocks: Clocks) -> None:
-    """Write the usage if it changed, at least 1 s after its previous write (KV's per-key rate)."""
+    """Write what this run spent since its last save as a new record (no other run's key)."""
     if not usage.changed:
         return
-    await wait_for_write_slot(usage.written_at, clocks)
-    now = clocks.wall()
-    record = {"day": usage.day, "calls": usage.calls, "writtenAt": now}
-    await kv.put(usage_key(usage.day), json.dumps(record), ttl_s=USAGE_TTL_S)
-    usage.written_at = now
-    usage.changed = False
+    spent = {p: n for p, n in usage.spent.items() if n}
+    record = {"day": usage.day, "calls": spent, "writtenAt": clocks.wall()}
+    key = usage_record_key(usage.day, secrets.token_hex(6), spent)
+    await kv.put(key, json.dumps(record), ttl_s=USAGE_TTL_S)
+    usage.spent = {}
 
 
 async def wait_for_write_slot(last_write: float | None, clocks: Clocks) -> None:

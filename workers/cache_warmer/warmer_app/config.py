@@ -38,7 +38,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: WorkerEnv) -> Settings:
-        """Parse the vars; a malformed value raises InvalidInput naming the var."""
+        """Parse the vars; a malformed or too-small value raises ConfigError naming the var."""
         return cls(
             max_subrequests=int_var(env, "WARM_MAX_SUBREQUESTS", 45, minimum=15),
             max_seconds=int_var(env, "WARM_MAX_SECONDS", 20, minimum=1),

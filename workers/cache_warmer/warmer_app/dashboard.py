@@ -3,7 +3,8 @@
 Progress is a ``<progress>`` element plus a CSS-width bar and the percentage in text, so it reads
 without JavaScript. The upload form posts multipart/form-data; a small same-origin script adds
 the ``Authorization: Bearer`` header (HTML forms cannot), served at ``/dashboard.js`` so the CSP
-can forbid inline script. Every user-provided string goes through ``html.escape``.
+can forbid inline script. Every user-provided string goes through ``html.escape``. Without the
+admin token the rows come from the aggregate view (no filename: the id names the library).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def _eta(progress: Mapping[str, Any]) -> str:
     return f"about {float(eta['seconds']) / 3600.0:.1f} h (by {_when(eta['at'])})"
 
 
+def _last_run(progress: Mapping[str, Any]) -> str:
+    last = progress.get("lastRun")
+    if not isinstance(last, Mapping):
+        return "never"
+    if "at" in last:
+        return _when(last["at"])
+    return f"stopped by {last.get('stoppedBy', '?')}"  # the view without the token has no time
+
+
 def _row(progress: Mapping[str, Any]) -> str:
     percent = max(0.0, min(100.0, float(progress.get("percent", 0.0))))
     pid = _e(progress["id"])
@@ -88,7 +98,7 @@ def _row(progress: Mapping[str, Any]) -> str:
         f'<span class="percent">{label}</span></td>'
         f"<td>{_e(progress.get('done', 0))} done, {_e(progress.get('failed', 0))} failed, "
         f"{_e(progress.get('remaining', 0))} left of {_e(progress.get('total', 0))}</td>"
-        f"<td>{_e(_when((progress.get('lastRun') or {}).get('at')))}"
+        f"<td>{_e(_last_run(progress))}"
         f'<div class="muted">ETA {_e(_eta(progress))}</div></td></tr>'
     )
 

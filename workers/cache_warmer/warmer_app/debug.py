@@ -7,7 +7,8 @@ let a caller reach the proxy and the isbndb worker *through the warmer's own bin
     GET  /debug/isbndb/<path>?<query>       -> GET  https://isbndb-worker.internal/<path>
     POST /debug/rpc/{proxy|isbndb}/<method>    body: JSON array of positional arguments
 
-Only GET is forwarded, and only the RPC methods listed here can be called.
+Only GET is forwarded, and only the RPC methods listed here can be called: not the proxy's
+``warm_isbns``, which spends upstream quota outside the warmer's daily budgets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .runner import ISBNDB_URL, PROXY_URL
 TARGETS = {"proxy": ("BOOKS_API_PROXY", PROXY_URL), "isbndb": ("ISBNDB_WORKER", ISBNDB_URL)}
 RPC_METHODS = {
     "proxy": frozenset(
-        {"search_auto", "search_isbn", "search_author", "search_title", "warm_isbns"}
+        {"search_auto", "search_isbn", "search_author", "search_title"}
         | {"cache_status", "health", "metrics"}
     ),
     "isbndb": frozenset({"author", "book", "books", "health", "metrics"}),

@@ -9,7 +9,7 @@ Layout (KV ``WARMING_CACHE``, R2 ``LIBRARY_DATA``)::
     KV  unit:{id}:{n:06d}           UnitResult of unit n; written exactly once, right after the
                                     unit ran (this is the per-unit progress a crash cannot lose)
     KV  lease:{id}                  who works the job now (see lease.py)
-    KV  usage:{YYYY-MM-DD}          upstream calls spent that UTC day (see budget.py)
+    KV  usage:{YYYY-MM-DD}:...      upstream calls one run spent that UTC day (see budget.py)
 
 The cursor in ``job:{id}`` may lag behind the unit keys when a run died before saving it;
 ``catch_up`` reads ``unit:{id}:{cursor}``, ``{cursor+1}``... and folds each into the state, so
@@ -27,7 +27,7 @@ from typing import Any
 from bookmeta import BlobStore, Clocks, KVStore
 
 from .budget import wait_for_write_slot
-from .planner import Unit
+from .planner import StopReason, Unit
 
 JOB_PREFIX = "job:"
 MAX_FAILURES_SHOWN = 100
@@ -186,6 +186,41 @@ def progress(state: JobState) -> dict[str, Any]:
         "rate": {"itemsPerHour": rate} if rate is not None else None,
         "eta": eta,
     }
+
+
+PUBLIC_FIELDS = (
+    "id",
+    "status",
+    "format",
+    "total",
+    "done",
+    "failed",
+    "remaining",
+    "percent",
+    "units",
+    "rate",
+    "eta",
+)
+
+
+def public_progress(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The aggregate part of a ``progress`` view, for callers without the admin token.
+
+    A library is a person's reading list: the filename, the failures (ISBNs, author names),
+    the library summary and the verification details are left out. ``lastRun`` keeps only
+    ``stoppedBy`` and ``detail``; a transient error's detail is cut to its first clause
+    (``"proxy search answered 503"``), since the rest can quote what a provider said.
+    """
+    out = {name: view.get(name) for name in PUBLIC_FIELDS}
+    last = view.get("lastRun")
+    if isinstance(last, Mapping):
+        detail = str(last.get("detail") or "")
+        if last.get("stoppedBy") == StopReason.TRANSIENT.value:
+            detail = detail.split(":", 1)[0]
+        out["lastRun"] = {"stoppedBy": last.get("stoppedBy"), "detail": detail}
+    else:
+        out["lastRun"] = None
+    return out
 
 
 class JobStore:

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from bookmeta import REQUEST_ID_HEADER, Clocks, Log, Metrics, Request, Service
+from bookmeta import (
+    AUTHOR_PAGE_SIZE,
+    AUTHOR_WARM_MAX_RESULTS,
+    DEFAULT_LANG,
+    REQUEST_ID_HEADER,
+    Clocks,
+    Log,
+    Metrics,
+    Request,
+    Response,
+    Service,
+)
 
 from .budget import BudgetExhausted, DailyUsage, Meter
 from .config import Settings
@@ -35,8 +46,7 @@ from .planner import (
 PROXY_URL = "https://books-api-proxy.internal"
 ISBNDB_URL = "https://isbndb-worker.internal"
 MAX_ATTEMPTS = 3
-AUTHOR_MAX_RESULTS = 40
-AUTHOR_PAGE_SIZE = 50
+NO_RESULTS = "no results from any provider"
 
 
 def author_search_url(name: str) -> str:
@@ -47,14 +57,18 @@ def author_search_url(name: str) -> str:
     lists). The cache key is the one a plain ``q=<name>`` reads when the name looks like one.
     """
     query = urlencode(
-        {"q": f"inauthor:{name}", "maxResults": AUTHOR_MAX_RESULTS, "includeTranslations": "false"}
+        {
+            "q": f"inauthor:{name}",
+            "maxResults": AUTHOR_WARM_MAX_RESULTS,
+            "includeTranslations": "false",
+        }
     )
     return f"{PROXY_URL}/search/auto?{query}"
 
 
 def author_bibliography_url(name: str) -> str:
     """ISBNdb worker's author bibliography, name percent-encoded as one path segment."""
-    query = urlencode({"page": 1, "pageSize": AUTHOR_PAGE_SIZE, "language": "en"})
+    query = urlencode({"page": 1, "pageSize": AUTHOR_PAGE_SIZE, "language": DEFAULT_LANG})
     return f"{ISBNDB_URL}/author/{quote(name, safe='')}?{query}"
 
 
@@ -70,6 +84,17 @@ class Outcome:
 
 def _is_transient(status: int) -> bool:
     return status == 429 or status >= 500
+
+
+def _no_results(search: Response) -> bool:
+    """True for a search answer that lists no book (``totalItems`` 0 and no ``items``)."""
+    try:
+        body = search.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    return not body.get("items") and body.get("totalItems") == 0
 
 
 def _warm_result(unit: Unit, result: Any) -> Outcome:
@@ -189,8 +214,15 @@ class Runner:
                 runs.append(JobRun(job_id, stop=StopReason.BUSY.value, detail="lease held"))
                 self._metrics.incr("warm.busy")
                 continue
-            job_run = await self._work(state, usage)
-            await self._store.save(state)
+            try:
+                job_run = await self._work(state, usage)
+                await self._store.save(state)
+            except BaseException:
+                # A crash must not leave the lease held until it expires (best effort: the
+                # original error is what the caller sees).
+                with contextlib.suppress(Exception):
+                    await self._leases.release(lease)
+                raise
             await self._leases.release(lease)
             runs.append(job_run)
             if job_run.stop in (StopReason.TIME.value, StopReason.DAILY_BUDGET.value):
@@ -276,6 +308,11 @@ class Runner:
             self._log.warning("warm.author_isbndb", author=name, status=bibliography.status)
         search = await self._proxy.fetch(Request("GET", author_search_url(name), headers))
         if search.status < 400:
+            if _no_results(search):
+                # The proxy keeps an empty answer only briefly (a KV-only negative entry that
+                # cache_status reports as absent): recorded as failed, so verification does not
+                # re-warm an author nobody lists every night.
+                return Outcome(failed=[{"item": name, "reason": NO_RESULTS}])
             return Outcome(done=[name])
         reason = f"proxy search answered {search.status}"
         with contextlib.suppress(ValueError, KeyError, TypeError):

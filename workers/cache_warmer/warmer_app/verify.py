@@ -1,7 +1,7 @@
 """Daily verification: are warmed entries still in the proxy's cache? Re-queue those that are not.
 
 For each job, the keys of warmed items (units before the cursor, minus items that ever failed)
-are computed exactly as the proxy computes them (``isbn_key`` for books, ``search_key`` for the
+are computed exactly as the proxy computes them (``isbn_key`` for books, ``author_warm_key`` for the
 author searches) and checked with the proxy's ``cache_status`` RPC in chunks. Missing keys and
 keys with less than 24 h left are re-queued as new units appended to the plan. Large libraries
 are checked round-robin: ``verify_cursor`` remembers where the budget ran out. A dated report
@@ -10,21 +10,28 @@ goes to R2 ``reports/{YYYY-MM-DD}.json`` (UTC).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bookmeta import BlobStore, Clocks, Log, Service, classify, isbn_key, search_key
+from bookmeta import (
+    BlobStore,
+    BookmetaError,
+    Clocks,
+    Log,
+    Service,
+    author_warm_key,
+    isbn_key,
+)
 
 from .budget import Meter
 from .jobs import JobState, JobStore
 from .lease import Leases
 from .planner import Unit, UnitKind, build_units
-from .runner import AUTHOR_MAX_RESULTS
 
 EXPIRY_MARGIN_S = 24 * 3600.0
-PROXY_DEFAULT_LANG = "en"  # the proxy's langRestrict when the request has none
 JOB_START_SUBREQUESTS = 12  # state get x2, lease (up to 7), catch-up probe, plan get
 JOB_END_SUBREQUESTS = 4  # plan put, state put, release get/put
 RUN_END_SUBREQUESTS = 1  # the report put
@@ -35,21 +42,9 @@ def utc_day(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%d")
 
 
-def author_cache_key(name: str) -> str:
-    """The proxy's key for the warmer's author search (``q=inauthor:<name>``)."""
-    query = classify(f"inauthor:{name}")
-    return search_key(
-        query.kind.value,
-        query.text,
-        max_results=AUTHOR_MAX_RESULTS,
-        lang=PROXY_DEFAULT_LANG,
-        translations=False,
-    )
-
-
 def item_key(kind: UnitKind, item: str) -> str:
     """The cache key a warmed item should have in the proxy's cache."""
-    return isbn_key(item) if kind is UnitKind.ISBNS else author_cache_key(item)
+    return isbn_key(item) if kind is UnitKind.ISBNS else author_warm_key(item)
 
 
 def warmed_keys(state: JobState, units: Sequence[Unit]) -> dict[str, tuple[UnitKind, str]]:
@@ -141,10 +136,16 @@ class Verifier:
             lease = await self._leases.acquire(state.id)
         if lease is None:
             return {"id": state.id, "skipped": "lease held"}
-        fresh = await self._store.load(state.id) or state
-        await self._store.catch_up(fresh)
-        summary = await self._verify(fresh)
-        await self._store.save(fresh)
+        try:
+            fresh = await self._store.load(state.id) or state
+            await self._store.catch_up(fresh)
+            summary = await self._verify(fresh)
+            await self._store.save(fresh)
+        except BaseException:
+            # A crash must not leave the lease held (best effort: the original error propagates).
+            with contextlib.suppress(Exception):
+                await self._leases.release(lease)
+            raise
         await self._leases.release(lease)
         return summary
 
@@ -164,7 +165,11 @@ class Verifier:
         error = None
         for i in range(0, len(window), self._keys_per_call):
             batch = window[i : i + self._keys_per_call]
-            result = await self._proxy.call("cache_status", batch)
+            try:
+                result = await self._proxy.call("cache_status", batch)
+            except BookmetaError as exc:  # the binding threw or timed out: stop this job's pass
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                break
             if not isinstance(result, dict) or "error" in result:
                 error = str(result.get("error") if isinstance(result, dict) else result)[:300]
                 break

@@ -113,7 +113,7 @@ class App:
         return await self._rpc("book", lambda: self._book(isbn))
 
     async def books(self, isbns: Any) -> Body:
-        """RPC ``books(isbns)`` -> ``{"books", "notFound", "invalid", "requested"}``."""
+        """RPC ``books(isbns)`` -> ``{"books", "matches", "notFound", "invalid", "requested"}``."""
         return await self._rpc("books", lambda: self._books(isbns))
 
     async def health(self) -> Body:
@@ -194,14 +194,16 @@ class App:
         batch = validation.isbn_batch(isbns)
         found: list[Any] = []
         missing: list[str] = []
+        matches: dict[str, str] = {}
         if batch.valid:
             catalog = await self._catalog()
             if isinstance(catalog, Failure):
                 return catalog
-            books, missing = await catalog.books(batch.valid)
+            books, missing, matches = await catalog.books(batch.valid)
             found = [book.as_dict() for book in books]
         return {
             "books": found,
+            "matches": matches,
             "notFound": missing,
             "invalid": batch.invalid,
             "requested": len(batch.valid),

@@ -17,6 +17,7 @@ from bookmeta import InvalidISBN, UpstreamError, canonical, to_isbn10
 
 PROVIDER = "isbndb"
 _MAX_ISBN_CHARS = 32
+_MAX_PAGE_DIGITS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,11 @@ def _pages(value: Any) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        digits = value.strip()
+        # At most 9 ASCII digits: int() refuses "²" (isdigit accepts it) and > 4,300 digits.
+        if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_PAGE_DIGITS:
+            value = int(digits)
     if isinstance(value, int) and 0 < value < 1_000_000:
         return value
     return None

@@ -78,12 +78,14 @@ class Catalog:
         self._remember(isbn13, book)
         return book
 
-    async def books(self, isbns: list[str]) -> tuple[list[Book], list[str]]:
-        """Books for distinct canonical ISBN-13s, and those not found (both in request order).
+    async def books(self, isbns: list[str]) -> tuple[list[Book], list[str], dict[str, str]]:
+        """Books for distinct canonical ISBN-13s, those not found, and which book each found
+        ISBN matched (``{requested: book.isbn13}``), all in request order.
 
         ISBNs neither cached nor known missing go to ISBNdb's bulk endpoint in chunks of
         ``bulk_limit``; a returned book matches every ISBN it lists (isbn13, isbn,
-        other_isbns). One failing chunk fails the call; earlier chunks stay cached.
+        other_isbns), so a requested ISBN may be answered by a book with another ISBN-13.
+        One failing chunk fails the call; earlier chunks stay cached.
         """
         found: dict[str, Book] = {}
         missing: set[str] = set()
@@ -116,10 +118,12 @@ class Catalog:
                     if response.status != 404:
                         self._state.not_found.set(isbn13, True)
         unique: dict[str, Book] = {}
+        matches: dict[str, str] = {}
         for isbn13 in isbns:
             if isbn13 in found:
                 unique.setdefault(found[isbn13].isbn13, found[isbn13])
-        return list(unique.values()), [i for i in isbns if i in missing]
+                matches[isbn13] = found[isbn13].isbn13
+        return list(unique.values()), [i for i in isbns if i in missing], matches
 
     def _cached(self, isbn13: str) -> Book | None:
         book = self._state.books.get(isbn13)

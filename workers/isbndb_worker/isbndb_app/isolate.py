@@ -3,7 +3,8 @@
 The entry module makes one `Isolate` at import; the parts that need settings and clocks are
 built on first use, from the first invocation's env (the runtime's clocks in production,
 the harness's fake clock in tests). The settings parsed from the vars (keyed by the vars'
-values) and the route table are kept here too, so a request does not rebuild them.
+values; or the ConfigError parsing raised) and the route table are kept here too, so a
+request does not rebuild them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Isolate:
     def settings(self, env: WorkerEnv) -> Settings | ConfigError:
         """``Settings.from_env(env)``, or the ConfigError it raised (reported on every request).
 
-        Parsed again only when a var's value changed.
+        Either is kept, keyed by the vars' raw values: parsed again only when a var changed.
         """
         values = var_values(env)
         cached = self._settings
@@ -72,7 +73,7 @@ class Isolate:
             try:
                 parsed: Settings | ConfigError = Settings.from_env(env)
             except ConfigError as exc:
-                parsed = exc
+                parsed = exc.with_traceback(None)  # keep no frame (nor its env) alive
             cached = self._settings = (values, parsed)
         return cached[1]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+_MAX_DIGITS = 9  # a page count or cover id, never more
+
 
 def text(obj: Mapping[str, Any], name: str) -> str | None:
     """A non-empty stripped string field, else None."""
@@ -27,15 +29,21 @@ def texts(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
 
 
 def positive_int(obj: Mapping[str, Any], name: str) -> int | None:
-    """A positive integer field (ints or digit strings), else None."""
+    """A positive integer field (ints or strings of at most 9 ASCII digits), else None.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"`` (which ``int`` refuses) and any
+    number of digits (``int`` refuses more than 4,300).
+    """
     value = obj.get(name)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value if value > 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-        return number if number > 0 else None
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_DIGITS:
+            number = int(digits)
+            return number if number > 0 else None
     return None
 
 

@@ -23,10 +23,29 @@ PROVIDER: Provider = "isbndb"
 
 @dataclass(frozen=True, slots=True)
 class BulkResult:
-    """What one ``books(isbns)`` call found, by ISBN-13, and what it did not."""
+    """What one ``books(isbns)`` call found, by requested ISBN-13, and what it did not.
+
+    ``found`` maps each requested ISBN-13 to the edition answering it, whose own ``isbn13``
+    may differ: ISBNdb matches an ISBN through a book's ``other_isbns`` (an alias).
+    """
 
     found: dict[str, Edition] = field(default_factory=dict)
     not_found: list[str] = field(default_factory=list)
+
+    def editions(self) -> list[Edition]:
+        """The distinct editions found (by ISBN-13), in request order."""
+        unique: dict[str | None, Edition] = {}
+        for edition in self.found.values():
+            unique.setdefault(edition.isbn13, edition)
+        return list(unique.values())
+
+    def aliases(self) -> dict[str, str]:
+        """Requested ISBN-13 -> the ISBN-13 of the edition answering it, where they differ."""
+        return {
+            requested: edition.isbn13
+            for requested, edition in self.found.items()
+            if edition.isbn13 is not None and edition.isbn13 != requested
+        }
 
 
 def _subtitle(title: str, title_long: str | None) -> str | None:
@@ -124,8 +143,21 @@ async def fetch_book(service: Service, isbn13: str) -> Edition | None:
 
 
 async def fetch_bulk(service: Service, isbns: Sequence[str]) -> BulkResult:
-    """Many books in one binding call (the isbndb worker chunks for its plan)."""
+    """Many books in one binding call (the isbndb worker chunks for its plan).
+
+    Each requested ISBN is matched through the worker's ``matches`` (requested ISBN-13 ->
+    the ``isbn13`` of the book answering it, an alias when ISBNdb found it in
+    ``other_isbns``); without ``matches`` (an older worker) only by the book's own ISBN-13.
+    """
     result = raise_for_error(await service.call("books", list(isbns)))
-    found = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
+    by_isbn13 = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
+    raw_matches = result.get("matches")
+    matches: Mapping[Any, Any] = raw_matches if isinstance(raw_matches, Mapping) else {}
+    found: dict[str, Edition] = {}
+    for isbn13 in isbns:
+        target = matches.get(isbn13, isbn13)
+        edition = by_isbn13.get(target) if isinstance(target, str) else None
+        if edition is not None:
+            found[isbn13] = edition
     not_found = [i for i in isbns if i not in found]
     return BulkResult(found, not_found)
