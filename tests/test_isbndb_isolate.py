@@ -9,7 +9,6 @@ from bookmeta.runtime import RuntimeEnv
 from harness import FakeContext
 from harness.system import FakeEnv
 from isbndb_app import Isolate
-from isbndb_app.app import App
 from isbndb_app.config import VAR_NAMES, Settings
 
 
@@ -55,11 +54,3 @@ def test_a_malformed_var_is_reported_until_fixed() -> None:
         assert got.name == "RATE_LIMIT_MS"
         assert got.__traceback__ is None  # the cached error holds no frame (nor its env)
     assert isinstance(isolate.settings(env_with(RATE_LIMIT_MS="10")), Settings)
-
-
-def test_the_route_table_is_built_once_per_isolate() -> None:
-    """Apps of one isolate share its router; another isolate has its own."""
-    isolate = Isolate()
-    one, two = App(env_with(), isolate), App(env_with(), isolate)
-    assert one._router is two._router
-    assert App(env_with(), Isolate())._router is not one._router

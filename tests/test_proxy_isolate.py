@@ -77,14 +77,6 @@ def test_a_malformed_var_still_builds_the_app() -> None:
     assert app.settings == Settings()
 
 
-def test_the_route_table_is_built_once_per_isolate() -> None:
-    """Apps of one isolate share its router; another isolate has its own."""
-    isolate = Isolate()
-    one, two = build_app(env_with(), isolate), build_app(env_with(), isolate)
-    assert one.router is two.router
-    assert build_app(env_with(), Isolate()).router is not one.router
-
-
 @pytest.mark.parametrize("code", range(128), ids=lambda c: f"U+{c:04X}")
 def test_ascii_fast_path_refuses_exactly_what_the_general_rule_refuses(code: int) -> None:
     """The ASCII regex and the per-character rule agree on every ASCII character."""

@@ -20,8 +20,7 @@ from test_warmer_support import (
     warmer_kv,
 )
 
-import warmer_app.app
-from bookmeta import Router, use_clocks
+from bookmeta import use_clocks
 from harness import FakeController, System
 
 # One book the fixture providers know, one author none of them lists.
@@ -250,19 +249,3 @@ def test_a_transient_error_detail_is_cut_to_its_first_clause_without_the_token()
         "stoppedBy": "transient_error",
         "detail": "proxy search answered 503",
     }
-
-
-async def test_the_route_table_is_built_once_per_isolate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Like the other workers, the warmer builds its Router once, not on every request."""
-    built: list[Router] = []
-
-    class CountingRouter(Router):
-        def __init__(self) -> None:
-            super().__init__()
-            built.append(self)
-
-    monkeypatch.setattr(warmer_app.app, "Router", CountingRouter)
-    system = make_system()
-    for path in ("/health", "/metrics", "/libraries", "/nope"):
-        await system.fetch(WARMER, path)
-    assert len(built) == 1

@@ -7,7 +7,15 @@ module that touches the Workers runtime is `bookmeta.runtime` (imported by entry
 from ._breaker import BreakerEvent, BreakerRegistry, BreakerState, CircuitBreaker
 from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
-from ._env import Clocks, Service, WorkerEnv, current_clocks, int_var, use_clocks
+from ._env import (
+    Clocks,
+    Service,
+    SettingsCache,
+    WorkerEnv,
+    current_clocks,
+    int_var,
+    use_clocks,
+)
 from ._errors import (
     BookmetaError,
     CircuitOpen,
@@ -96,6 +104,7 @@ __all__ = [
     "RetryPolicy",
     "Router",
     "Service",
+    "SettingsCache",
     "SingleFlight",
     "Sleep",
     "TwoTierCache",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._clock import Clock, Sleep
 from ._errors import ConfigError
@@ -85,3 +85,33 @@ def int_var(env: WorkerEnv, name: str, default: int, *, minimum: int | None = No
     if minimum is not None and value < minimum:
         raise ConfigError(name, f"var {name} must be >= {minimum}, got {value}")
     return value
+
+
+S = TypeVar("S")
+_UNSET = "\x00unset"  # an absent var (NUL never occurs in a wrangler var)
+
+
+class SettingsCache(Generic[S]):
+    """Settings parsed from vars once per isolate, or the ConfigError parsing raised.
+
+    Keyed by the raw values of ``names`` (every var ``parse`` reads), so a changed var is
+    parsed again. A ConfigError is kept without its traceback (no frame, nor its env, stays
+    alive) and returned, not raised, so each request can report it.
+    """
+
+    def __init__(self, names: Sequence[str], parse: Callable[[WorkerEnv], S]) -> None:
+        self.names = tuple(names)
+        self._parse = parse
+        self._cached: tuple[tuple[str, ...], S | ConfigError] | None = None
+
+    def get(self, env: WorkerEnv) -> S | ConfigError:
+        """The settings for ``env``, or the ConfigError that its vars cause."""
+        values = tuple(env.var(name, _UNSET) for name in self.names)
+        cached = self._cached
+        if cached is None or cached[0] != values:
+            try:
+                parsed: S | ConfigError = self._parse(env)
+            except ConfigError as exc:
+                parsed = exc.with_traceback(None)
+            cached = self._cached = (values, parsed)
+        return cached[1]

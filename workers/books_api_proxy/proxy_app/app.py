@@ -120,7 +120,6 @@ class App:
             schedule=env.wait_until,
             on_lookup=lambda source: isolate.metrics.incr(f"cache.{source}"),
         )
-        self.router = isolate.router(_routes)
 
     async def _google_key(self) -> str | None:
         return await self.env.secret("GOOGLE_BOOKS_API_KEY")
@@ -143,7 +142,7 @@ class App:
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)
-        response = await self.router.dispatch(request, self)
+        response = await ROUTES.dispatch(request, self)
         response.headers.update(cors_headers(origins, request.header("origin")))
         return response
 
@@ -328,8 +327,8 @@ class App:
 
 
 def _routes() -> Router:
-    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
-    # invocation's App by dispatch(request, app), so no route closes over per-request state.
+    # Handlers are unbound App methods, given the invocation's App by dispatch(request, app),
+    # so no route closes over per-request state.
     router = Router()
     router.add("GET", "/search/auto", App._http_auto)
     router.add("GET", "/search/isbn", App._http_isbn)
@@ -338,6 +337,10 @@ def _routes() -> Router:
     router.add("GET", "/health", App._http_health)
     router.add("GET", "/metrics", App._http_metrics)
     return router
+
+
+# The route table: immutable once built, so one per module (= per isolate) is shared.
+ROUTES = _routes()
 
 
 def build_app(env: WorkerEnv, isolate: Isolate) -> App:

@@ -19,8 +19,6 @@ VAR_NAMES = (
     "CORS_ALLOWED_ORIGINS",
     "PROVIDER_TIMEOUT_MS",
 )
-# Stands for an absent var in `var_values` (NUL never occurs in a wrangler var).
-_UNSET = "\x00unset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +41,6 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     """``CORS_ALLOWED_ORIGINS``: ``*`` or a comma-separated list of origins (trailing ``/`` cut)."""
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     return ("*",) if not origins or "*" in origins else origins
-
-
-def var_values(env: WorkerEnv) -> tuple[str, ...]:
-    """The raw values of the vars in ``VAR_NAMES`` (absent ones as a sentinel), in order."""
-    return tuple(env.var(name, _UNSET) for name in VAR_NAMES)
 
 
 def load_settings(env: WorkerEnv) -> Settings:

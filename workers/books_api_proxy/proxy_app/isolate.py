@@ -9,7 +9,6 @@ too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from bookmeta import (
@@ -18,13 +17,13 @@ from bookmeta import (
     ConfigError,
     Metrics,
     RateLimiter,
-    Router,
+    SettingsCache,
     SingleFlight,
     WorkerEnv,
     current_clocks,
 )
 
-from .config import Settings, load_settings, var_values
+from .config import VAR_NAMES, Settings, load_settings
 
 BREAKER_FAILURE_THRESHOLD = 3
 BREAKER_RESET_TIMEOUT_S = 30.0
@@ -56,29 +55,11 @@ class Isolate:
             on_change=self._on_breaker_change,
         )
         self._limiters: dict[str, RateLimiter] = {}
-        self._settings: tuple[tuple[str, ...], Settings | ConfigError] | None = None
-        self._router: Router | None = None
+        self._settings = SettingsCache(VAR_NAMES, load_settings)
 
     def settings(self, env: WorkerEnv) -> Settings | ConfigError:
-        """``load_settings(env)``, or the ConfigError it raised (reported on every request).
-
-        Either is kept, keyed by the vars' raw values: parsed again only when a var changed.
-        """
-        values = var_values(env)
-        cached = self._settings
-        if cached is None or cached[0] != values:
-            try:
-                parsed: Settings | ConfigError = load_settings(env)
-            except ConfigError as exc:
-                parsed = exc.with_traceback(None)  # keep no frame (nor its env) alive
-            cached = self._settings = (values, parsed)
-        return cached[1]
-
-    def router(self, build: Callable[[], Router]) -> Router:
-        """The isolate's route table, made by ``build`` on first use."""
-        if self._router is None:
-            self._router = build()
-        return self._router
+        """``load_settings(env)`` once per isolate, or the ConfigError it raised."""
+        return self._settings.get(env)
 
     def limiter(self, provider: str, min_interval_ms: int) -> RateLimiter:
         """The provider's limiter, created on first use with ``min_interval_ms``."""

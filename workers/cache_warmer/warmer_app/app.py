@@ -14,7 +14,6 @@ Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other i
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,13 +86,6 @@ class Isolate:
     """Per-isolate state: metrics and the route table (no I/O, no randomness at creation)."""
 
     metrics: Metrics = field(default_factory=Metrics)
-    _router: Router | None = field(default=None, repr=False)
-
-    def router(self, build: Callable[[], Router]) -> Router:
-        """The isolate's route table, made by ``build`` on first use."""
-        if self._router is None:
-            self._router = build()
-        return self._router
 
 
 class Misconfigured(Exception):  # noqa: N818 (a state of the deployment)
@@ -125,7 +117,6 @@ class App:
         self._env = env
         self._isolate = isolate
         self._clocks = env.clocks
-        self._router = isolate.router(_routes)
         self._log = Log(WORKER, "-")  # replaced by the request's log in _route()
 
     # -- wiring ------------------------------------------------------------------------------
@@ -190,7 +181,7 @@ class App:
         if (target := debug.parse_target(request.path)) is not None:
             return await self._debug(request, *target)
         try:
-            return await self._router.dispatch(request, self)
+            return await ROUTES.dispatch(request, self)
         except Misconfigured as exc:
             log.error("misconfigured", detail=str(exc))
             return error_response(503, "misconfigured", str(exc))
@@ -482,8 +473,8 @@ class App:
 
 
 def _routes() -> Router:
-    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
-    # invocation's App by dispatch(request, app), so no route closes over per-request state.
+    # Handlers are unbound App methods, given the invocation's App by dispatch(request, app),
+    # so no route closes over per-request state.
     router = Router()
     router.add("GET", "/", App._http_dashboard)
     router.add("GET", "/dashboard.js", App._http_script)
@@ -494,6 +485,10 @@ def _routes() -> Router:
     router.add("GET", "/health", App._http_health)
     router.add("GET", "/metrics", App._http_metrics)
     return router
+
+
+# The route table: immutable once built, so one per module (= per isolate) is shared.
+ROUTES = _routes()
 
 
 def build_app(env: WorkerEnv, isolate: Isolate) -> App:

@@ -57,7 +57,6 @@ class App:
         self._state: State = isolate.state(self._settings, env.clocks)
         self._session = HttpSession(http_factory)
         self._log: Log | None = None
-        self._router = isolate.router(_routes)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -66,7 +65,7 @@ class App:
 
         async def handler(req: Request, log: Log) -> Response:
             self._log = log
-            return await self._router.dispatch(req, self)
+            return await ROUTES.dispatch(req, self)
 
         return await serve(
             request, handler, worker=WORKER, metrics=self._metrics, clock=self._env.clocks.monotonic
@@ -247,8 +246,8 @@ def _render(outcome: Outcome) -> Response:
 
 
 def _routes() -> Router:
-    # Built once per isolate (Isolate.router): handlers are unbound App methods, given the
-    # invocation's App by dispatch(request, app), so no route closes over per-request state.
+    # Handlers are unbound App methods, given the invocation's App by dispatch(request, app),
+    # so no route closes over per-request state.
     router = Router()
     router.add("GET", "/author/{name}", App._http_author)
     router.add("GET", "/book/{isbn}", App._http_book)
@@ -256,6 +255,10 @@ def _routes() -> Router:
     router.add("GET", "/health", App._http_health)
     router.add("GET", "/metrics", App._http_metrics)
     return router
+
+
+# The route table: immutable once built, so one per module (= per isolate) is shared.
+ROUTES = _routes()
 
 
 def build_app(

@@ -36,13 +36,6 @@ BREAKER_RESET_S = 30.0
 
 # Every var `Settings.from_env` reads (a test pins it): their raw values key the isolate's copy.
 VAR_NAMES = ("ISBNDB_BASE_URL", "RATE_LIMIT_MS", "MAX_BOOKS_PER_AUTHOR", "ISBNDB_BULK_LIMIT")
-# Stands for an absent var in `var_values` (NUL never occurs in a wrangler var).
-_UNSET = "\x00unset"
-
-
-def var_values(env: WorkerEnv) -> tuple[str, ...]:
-    """The raw values of the vars in ``VAR_NAMES`` (absent ones as a sentinel), in order."""
-    return tuple(env.var(name, _UNSET) for name in VAR_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

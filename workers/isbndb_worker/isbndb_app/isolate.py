@@ -9,7 +9,6 @@ request does not rebuild them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bookmeta import (
@@ -20,7 +19,7 @@ from bookmeta import (
     Log,
     Metrics,
     RateLimiter,
-    Router,
+    SettingsCache,
     WorkerEnv,
 )
 
@@ -33,9 +32,9 @@ from .config import (
     BREAKER_FAILURES,
     BREAKER_RESET_S,
     NOT_FOUND_TTL_S,
+    VAR_NAMES,
     WORKER,
     Settings,
-    var_values,
 )
 from .lru import LRUCache
 
@@ -59,29 +58,11 @@ class Isolate:
     def __init__(self) -> None:
         self.metrics = Metrics()
         self._state: State | None = None
-        self._settings: tuple[tuple[str, ...], Settings | ConfigError] | None = None
-        self._router: Router | None = None
+        self._settings = SettingsCache(VAR_NAMES, Settings.from_env)
 
     def settings(self, env: WorkerEnv) -> Settings | ConfigError:
-        """``Settings.from_env(env)``, or the ConfigError it raised (reported on every request).
-
-        Either is kept, keyed by the vars' raw values: parsed again only when a var changed.
-        """
-        values = var_values(env)
-        cached = self._settings
-        if cached is None or cached[0] != values:
-            try:
-                parsed: Settings | ConfigError = Settings.from_env(env)
-            except ConfigError as exc:
-                parsed = exc.with_traceback(None)  # keep no frame (nor its env) alive
-            cached = self._settings = (values, parsed)
-        return cached[1]
-
-    def router(self, build: Callable[[], Router]) -> Router:
-        """The isolate's route table, made by ``build`` on first use."""
-        if self._router is None:
-            self._router = build()
-        return self._router
+        """``Settings.from_env(env)`` once per isolate, or the ConfigError it raised."""
+        return self._settings.get(env)
 
     def state(self, settings: Settings, clocks: Clocks) -> State:
         """The isolate's state, built from the first caller's settings and clocks."""
