@@ -69,3 +69,25 @@ async def test_a_raising_call_is_recorded_and_re_raised() -> None:
         "max_ms": 0.0,
         "mean_ms": 0.0,
     }
+
+
+async def test_request_id_follows_a_search_into_the_isbndb_worker(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One x-request-id appears in the proxy's and the isbndb worker's log lines."""
+    import json
+
+    from test_proxy_support import get, make_system, mocked
+
+    system = make_system()
+    with mocked():
+        status, _, headers = await get(
+            system,
+            "/search/auto?q=inauthor:Frank%20Herbert&maxResults=5",
+            headers={"x-request-id": "trace-123"},
+        )
+    assert status == 200
+    assert headers["x-request-id"] == "trace-123"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    workers = {line["worker"] for line in lines if line.get("rid") == "trace-123"}
+    assert workers == {"books_api_proxy", "isbndb_worker"}

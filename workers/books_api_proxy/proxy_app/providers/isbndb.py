@@ -1,17 +1,31 @@
-"""ISBNdb through the ``ISBNDB_WORKER`` service binding (RPC), never ISBNdb directly.
+"""ISBNdb through the ``ISBNDB_WORKER`` service binding, never ISBNdb directly.
 
-The isbndb worker returns normalized books (ARCHITECTURE.md) and, on failure, a dict
-``{"error": {"code", "message", "status", "retryAfter"}}`` which is turned back into our
-exception tree here.
+HTTP over the binding (absolute URLs), like the original design, so the request id
+(``x-request-id``, added by the binding's ObservedService) follows a search into the
+isbndb worker's logs; RPC cannot carry it. The worker returns normalized books
+(ARCHITECTURE.md) and, on failure, ``{"error": {"code", "message", ...}}`` with an HTTP
+status, which is turned back into our exception tree here.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from bookmeta import InvalidISBN, RateLimited, Service, UpstreamError, canonical, to_isbn10
+from bookmeta import (
+    InvalidISBN,
+    RateLimited,
+    Request,
+    Response,
+    Service,
+    UpstreamError,
+    canonical,
+    parse_retry_after,
+    to_isbn10,
+)
 
 from ..dates import normalize_date
 from ..languages import normalize_language
@@ -19,6 +33,7 @@ from ..model import Edition, Identifier, Provider
 from . import _fields as f
 
 PROVIDER: Provider = "isbndb"
+BASE_URL = "https://isbndb-worker.internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +114,7 @@ def parse_books(items: Any) -> list[Edition]:
 
 
 def raise_for_error(result: Any) -> Mapping[str, Any]:
-    """Return an RPC result, or raise what its ``{"error": ...}`` describes.
+    """Return a worker result, or raise what its ``{"error": ...}`` describes.
 
     Raises:
         RateLimited: the worker reported a 429.
@@ -107,7 +122,7 @@ def raise_for_error(result: Any) -> Mapping[str, Any]:
             or a result that is not an object.
     """
     if not isinstance(result, Mapping):
-        raise UpstreamError(PROVIDER, None, "unexpected RPC result")
+        raise UpstreamError(PROVIDER, None, "unexpected isbndb worker result")
     error = result.get("error")
     if error is None:
         return result
@@ -122,18 +137,44 @@ def raise_for_error(result: Any) -> Mapping[str, Any]:
     raise UpstreamError(PROVIDER, status, message)
 
 
+def result_of(response: Response) -> Any:
+    """The JSON body of a worker answer, with the HTTP status folded into ``error``."""
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        raise UpstreamError(PROVIDER, None, "isbndb worker sent no JSON") from None
+    if response.status < 400:
+        return body
+    error = (
+        dict(body["error"])
+        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping)
+        else {}
+    )
+    error["status"] = response.status
+    error.setdefault("retryAfter", parse_retry_after(response.headers.get("retry-after"), now=0.0))
+    return {"error": error}
+
+
+async def _get(service: Service, path: str, query: Mapping[str, str | int] | None = None) -> Any:
+    url = f"{BASE_URL}{path}" + (f"?{urlencode(query)}" if query else "")
+    return result_of(await service.fetch(Request("GET", url, {"accept": "application/json"})))
+
+
 async def fetch_author(
     service: Service, name: str, *, page_size: int, language: str
 ) -> list[Edition]:
-    """First page of an author's bibliography (one RPC call)."""
-    result = raise_for_error(await service.call("author", name, 1, page_size, language))
+    """First page of an author's bibliography (one call over the binding)."""
+    query: dict[str, str | int] = {"page": 1, "pageSize": page_size}
+    if language:
+        query["language"] = language
+    result = raise_for_error(await _get(service, f"/author/{quote(name, safe='')}", query))
     return parse_books(result.get("books"))
 
 
 async def fetch_book(service: Service, isbn13: str) -> Edition | None:
     """One book by ISBN; None when the worker answers 404 ``not_found``."""
     try:
-        result = raise_for_error(await service.call("book", isbn13))
+        result = raise_for_error(await _get(service, f"/book/{isbn13}"))
     except UpstreamError as exc:
         if exc.status == 404:
             return None
@@ -149,7 +190,9 @@ async def fetch_bulk(service: Service, isbns: Sequence[str]) -> BulkResult:
     the ``isbn13`` of the book answering it, an alias when ISBNdb found it in
     ``other_isbns``); without ``matches`` (an older worker) only by the book's own ISBN-13.
     """
-    result = raise_for_error(await service.call("books", list(isbns)))
+    body = json.dumps({"isbns": list(isbns)}).encode("utf-8")
+    request = Request("POST", f"{BASE_URL}/books", {"content-type": "application/json"}, body)
+    result = raise_for_error(result_of(await service.fetch(request)))
     by_isbn13 = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
     raw_matches = result.get("matches")
     matches: Mapping[Any, Any] = raw_matches if isinstance(raw_matches, Mapping) else {}
