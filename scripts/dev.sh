@@ -86,9 +86,14 @@ case "$PRIMARY" in
   warmer)
     echo "  curl '$BASE/health'"
     echo "  curl -X POST --data-binary @library.csv -H 'Content-Type: text/csv' -H 'Authorization: Bearer $TOKEN' '$BASE/libraries'"
+    echo "  curl -H 'Authorization: Bearer $TOKEN' '$BASE/libraries/<id>'"
+    echo "  # the other two workers, through the warmer's bindings:"
+    echo "  curl -H 'Authorization: Bearer $TOKEN' '$BASE/debug/proxy/search/auto?q=9780441013593&maxResults=1'"
+    echo "  curl -H 'Authorization: Bearer $TOKEN' '$BASE/debug/proxy/search/auto?q=frank%20herbert&maxResults=40&includeTranslations=false'"
+    echo "  curl -H 'Authorization: Bearer $TOKEN' '$BASE/debug/isbndb/author/frank%20herbert?page=1&pageSize=50&language=en'"
     ;;
 esac
-echo "  (PRIMARY=proxy: /search/auto?q=...; PRIMARY=isbndb: /author/...; PRIMARY=warmer: /health, upload)"
+echo "  (PRIMARY=proxy: /search/auto?q=...; PRIMARY=isbndb: /author/...; PRIMARY=warmer: upload, progress, /debug/...)"
 echo "  crons: curl '$BASE/cdn-cgi/local/scheduled?cron=*/15+*+*+*+*' (PRIMARY=warmer)"
 [[ -z "$FIXTURE_PID" ]] || echo "  fixture upstream: curl http://127.0.0.1:$FIXTURE_PORT/__calls"
 echo
