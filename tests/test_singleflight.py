@@ -157,3 +157,23 @@ async def test_joiners_retry_alone_when_the_shared_call_fails() -> None:
         await first
     assert await second == "own result"
     assert calls == 2
+
+
+async def test_a_predicate_limits_which_failures_joiners_retry() -> None:
+    """Failures the predicate rejects (an app's own answers) are shared, not re-asked."""
+    flight: SingleFlight[str, str] = SingleFlight(retry_alone=lambda e: not isinstance(e, KeyError))
+    gate = asyncio.Event()
+    calls = 0
+
+    async def failing() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        raise KeyError("an upstream's answer")
+
+    tasks = [asyncio.ensure_future(flight.do("k", failing)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, KeyError) for r in results)
+    assert calls == 1

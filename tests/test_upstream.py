@@ -81,4 +81,5 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(None, now=0) is None
     assert parse_retry_after("²", now=0) is None
     assert parse_retry_after("9" * 400, now=0) == 86_400.0
+    assert parse_retry_after("0000000000005", now=0) == 5.0
     assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=0) == 86_400.0

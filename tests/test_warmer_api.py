@@ -249,3 +249,21 @@ def test_a_transient_error_detail_is_cut_to_its_first_clause_without_the_token()
         "stoppedBy": "transient_error",
         "detail": "proxy search answered 503",
     }
+
+
+async def test_an_isbn_chunk_above_the_proxy_limit_is_a_config_error() -> None:
+    """WARM_ISBN_CHUNK over what warm_isbns accepts is refused as configuration, not per item."""
+    system = make_system(WARM_ISBN_CHUNK="250")
+    resp = await system.fetch(
+        WARMER,
+        "/libraries",
+        method="POST",
+        headers={**AUTH, "content-type": "text/csv"},
+        body=library("generic.csv"),
+    )
+    body = json.loads(await resp.text())
+    assert (resp.status, body["error"]["code"], body["error"]["var"]) == (
+        500,
+        "config_error",
+        "WARM_ISBN_CHUNK",
+    )

@@ -75,7 +75,14 @@ class WorkerEnv(Protocol):
     def wait_until(self, work: Coroutine[Any, Any, None]) -> None: ...
 
 
-def int_var(env: WorkerEnv, name: str, default: int, *, minimum: int | None = None) -> int:
+def int_var(
+    env: WorkerEnv,
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     """An integer var; a malformed value raises ConfigError naming the var."""
     raw = env.var(name, str(default)).strip()
     try:
@@ -84,6 +91,8 @@ def int_var(env: WorkerEnv, name: str, default: int, *, minimum: int | None = No
         raise ConfigError(name, f"var {name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(name, f"var {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(name, f"var {name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -112,6 +121,6 @@ class SettingsCache(Generic[S]):
             try:
                 parsed: S | ConfigError = self._parse(env)
             except ConfigError as exc:
-                parsed = exc.with_traceback(None)
+                parsed = ConfigError(exc.name, str(exc))  # no traceback or context: no env kept
             cached = self._cached = (values, parsed)
         return cached[1]

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_LANG",
     "KEY_VERSION",
     "MAX_KEY_BYTES",
+    "WARM_ISBNS_MAX",
     "author_warm_key",
     "cache_key",
     "isbn_key",
@@ -34,6 +35,9 @@ MAX_KEY_BYTES = 512
 DEFAULT_LANG = "en"
 AUTHOR_WARM_MAX_RESULTS = 40
 AUTHOR_PAGE_SIZE = 50
+# At most this many ISBNs per warm_isbns call: each costs ~4 KV/R2 operations in the proxy,
+# which has 1,000 per invocation.
+WARM_ISBNS_MAX = 200
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
@@ -117,7 +121,8 @@ def author_warm_key(name: str) -> str:
     """Return the key of the warmer's author search, ``q=inauthor:<name>``, as the proxy keys it.
 
     ``maxResults`` is :data:`AUTHOR_WARM_MAX_RESULTS`, translations excluded, language
-    :data:`DEFAULT_LANG`; the same key a plain ``q=<name>`` reads when it classifies as a name.
+    :data:`DEFAULT_LANG`; the same key ``q=<name>`` with those parameters reads when the name
+    classifies as one (a search with other parameters has its own key).
     """
     query = classify(f"inauthor:{name}")
     return search_key(

@@ -20,14 +20,14 @@ class SingleFlight(Generic[K, V]):
     A caller cancelled while waiting leaves the shared call running for the others (it
     is shielded); the call still completes and frees its key.
 
-    With ``retry_alone=True`` a caller that *joined* a call which then failed runs ``fn()``
-    once itself. On Workers the shared call belongs to the request that started it: if that
-    request is cancelled, its I/O is torn down, and the joiners must not inherit that
-    failure. (A genuinely failing upstream is then asked again per joiner, which the
-    per-provider circuit breakers cut short.)
+    With ``retry_alone`` (True, or a predicate on the exception) a caller that *joined* a
+    call which then failed that way runs ``fn()`` once itself. On Workers the shared call
+    belongs to the request that started it: if that request is cancelled, its I/O is torn
+    down, and the joiners must not inherit that failure. Pass a predicate that is False for
+    the app's own errors (upstream failures, partial answers), so outages are not re-asked.
     """
 
-    def __init__(self, *, retry_alone: bool = False) -> None:
+    def __init__(self, *, retry_alone: bool | Callable[[BaseException], bool] = False) -> None:
         self._calls: dict[K, asyncio.Task[V]] = {}
         self._retry_alone = retry_alone
 
@@ -50,8 +50,9 @@ class SingleFlight(Generic[K, V]):
             return await asyncio.shield(task)
         try:
             return await asyncio.shield(task)
-        except Exception:
-            if not self._retry_alone:
+        except Exception as exc:
+            retry = self._retry_alone(exc) if callable(self._retry_alone) else self._retry_alone
+            if not retry:
                 raise
         return await fn()
 

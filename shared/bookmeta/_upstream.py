@@ -65,7 +65,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return min(float(value[:12]), MAX_RETRY_AFTER_S)
+        digits = value.lstrip("0") or "0"
+        return MAX_RETRY_AFTER_S if len(digits) > 12 else min(float(digits), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError):

@@ -1,7 +1,7 @@
 """Per-isolate state: breakers, rate limiters, single-flight and metrics (no I/O, no randomness).
 
 Also what is the same for every request of an isolate: the settings parsed from the vars
-(or the ConfigError parsing raised; keyed by the vars' values) and the route table.
+(or the ConfigError parsing raised; keyed by the vars' values).
 Created once by the entry module and shared by every request the isolate serves. Time is
 read through ``current_clocks()`` at each use, so tests that install a fake clock drive it
 too.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bookmeta import (
+    BookmetaError,
     BreakerEvent,
     BreakerRegistry,
     ConfigError,
@@ -47,7 +48,10 @@ class Isolate:
         reset_timeout_s: float = BREAKER_RESET_TIMEOUT_S,
     ) -> None:
         self.metrics = Metrics()
-        self.single_flight: SingleFlight[str, Any] = SingleFlight(retry_alone=True)
+        # Joiners re-run a load only when it died of something other than the app's own
+        # errors (partial answers and provider failures are BookmetaError or a search control
+        # exception): e.g. the starting request was cancelled and its I/O torn down.
+        self.single_flight: SingleFlight[str, Any] = SingleFlight(retry_alone=_torn_down)
         self.breakers = BreakerRegistry(
             failure_threshold=failure_threshold,
             reset_timeout_s=reset_timeout_s,
@@ -75,3 +79,12 @@ class Isolate:
 
     def _on_breaker_change(self, event: BreakerEvent) -> None:
         self.metrics.incr(f"breaker.{event.name}.{event.new.value}")
+
+
+class LoadAnswer(Exception):  # noqa: N818 - not an error: a load's answer, raised past the cache
+    """A load that ended with something to serve (e.g. a partial answer), not a failure."""
+
+
+def _torn_down(exc: BaseException) -> bool:
+    """A shared load failed for a reason of the runtime, not an answer from upstream."""
+    return not isinstance(exc, BookmetaError | LoadAnswer)

@@ -35,6 +35,7 @@ from bookmeta import (
     search_key,
 )
 
+from .isolate import LoadAnswer
 from .merge import merge
 from .model import Provider
 from .upstreams import Outcome, Upstreams
@@ -55,7 +56,7 @@ class AllProvidersFailed(UpstreamError):  # noqa: N818 - reads as the condition,
         self.retry_after_s = retry_after_s
 
 
-class _Partial(Exception):  # noqa: N818 - control flow, never leaves this module
+class _Partial(LoadAnswer):  # control flow, never leaves this module
     """A partial answer: served to the caller, kept out of the cache."""
 
     def __init__(self, value: Any, failed: list[str]) -> None:

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bookmeta import DEFAULT_LANG, InvalidInput, InvalidISBN, canonical, normalize_display
+from bookmeta import (
+    DEFAULT_LANG,
+    WARM_ISBNS_MAX,
+    InvalidInput,
+    InvalidISBN,
+    canonical,
+    normalize_display,
+)
 
 from .config import MAX_RESULTS_LIMIT
 from .languages import normalize_language
@@ -21,7 +28,7 @@ MAX_ISBN_CHARS = 32
 MAX_LIST_ITEMS = 1000
 # warm_isbns: each ISBN costs up to ~4 KV/R2 operations (status reads, then writes), and an
 # invocation may make 1,000; the warmer sends 100 per call.
-MAX_WARM_ISBNS = 200
+MAX_WARM_ISBNS = WARM_ISBNS_MAX
 MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")

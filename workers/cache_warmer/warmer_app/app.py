@@ -83,7 +83,7 @@ _TEXT_TYPES = frozenset(
 
 @dataclass
 class Isolate:
-    """Per-isolate state: metrics and the route table (no I/O, no randomness at creation)."""
+    """Per-isolate state: metrics (no I/O, no randomness at creation)."""
 
     metrics: Metrics = field(default_factory=Metrics)
 

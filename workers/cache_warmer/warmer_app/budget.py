@@ -231,7 +231,7 @@ def _record_calls(key: str, prefix: str) -> dict[str, int]:
     calls: dict[str, int] = {}
     for part in counts.split(","):
         provider, _, n = part.partition("=")
-        if provider in PROVIDERS and n.isdigit():
+        if provider in PROVIDERS and n.isascii() and n.isdigit() and len(n) <= 9:
             calls[provider] = calls.get(provider, 0) + int(n)
     return calls
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bookmeta import WorkerEnv, int_var
+from bookmeta import WARM_ISBNS_MAX, WorkerEnv, int_var
 
 WORKER = "cache_warmer"
 VERSION = "1.0.0"
@@ -43,7 +43,7 @@ class Settings:
             max_subrequests=int_var(env, "WARM_MAX_SUBREQUESTS", 45, minimum=15),
             max_seconds=int_var(env, "WARM_MAX_SECONDS", 20, minimum=1),
             max_upload_bytes=int_var(env, "MAX_UPLOAD_BYTES", 10 * MIB, minimum=1),
-            isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 100, minimum=1),
+            isbn_chunk_size=int_var(env, "WARM_ISBN_CHUNK", 100, minimum=1, maximum=WARM_ISBNS_MAX),
             verify_keys_per_call=int_var(env, "VERIFY_KEYS_PER_CALL", 20, minimum=1),
             call_timeout_ms=int_var(env, "WARM_CALL_TIMEOUT_MS", 15_000, minimum=1),
             daily=DailyBudgets(

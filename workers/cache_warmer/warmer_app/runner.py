@@ -54,7 +54,7 @@ def author_search_url(name: str) -> str:
 
     ``inauthor:`` says what the warmer knows, that the text is an author, so the proxy never
     retries it as a title search (which costs every provider a second call for authors nobody
-    lists). The cache key is the one a plain ``q=<name>`` reads when the name looks like one.
+    lists). The cache key is ``bookmeta.author_warm_key(name)``.
     """
     query = urlencode(
         {
@@ -95,6 +95,16 @@ def _no_results(search: Response) -> bool:
     if not isinstance(body, dict):
         return False
     return not body.get("items") and body.get("totalItems") == 0
+
+
+def _failed_providers(search: Response) -> list[str]:
+    """The providers a partial search answer names as failed (none for a full answer)."""
+    try:
+        body = search.json()
+    except ValueError:
+        return []
+    failed = body.get("failedProviders") if isinstance(body, dict) else None
+    return [str(p) for p in failed] if isinstance(failed, list) else []
 
 
 def _warm_result(unit: Unit, result: Any) -> Outcome:
@@ -308,6 +318,9 @@ class Runner:
             self._log.warning("warm.author_isbndb", author=name, status=bibliography.status)
         search = await self._proxy.fetch(Request("GET", author_search_url(name), headers))
         if search.status < 400:
+            if (failed := _failed_providers(search)) and _no_results(search):
+                # Nothing found while a provider was down: no evidence either way; retry later.
+                return Outcome(transient=f"proxy search partial ({', '.join(failed)} failed)")
             if _no_results(search):
                 # The proxy keeps an empty answer only briefly (a KV-only negative entry that
                 # cache_status reports as absent): recorded as failed, so verification does not

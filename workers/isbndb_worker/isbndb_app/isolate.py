@@ -3,8 +3,8 @@
 The entry module makes one `Isolate` at import; the parts that need settings and clocks are
 built on first use, from the first invocation's env (the runtime's clocks in production,
 the harness's fake clock in tests). The settings parsed from the vars (keyed by the vars'
-values; or the ConfigError parsing raised) and the route table are kept here too, so a
-request does not rebuild them.
+values; or the ConfigError parsing raised) are kept here too, so a request does not parse
+them again.
 """
 
 from __future__ import annotations

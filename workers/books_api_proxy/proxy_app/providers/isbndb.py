@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bookmeta import (
+    BookmetaError,
     InvalidISBN,
     RateLimited,
     Request,
@@ -151,13 +152,26 @@ def result_of(response: Response) -> Any:
         else {}
     )
     error["status"] = response.status
-    error.setdefault("retryAfter", parse_retry_after(response.headers.get("retry-after"), now=0.0))
+    seconds = response.headers.get("retry-after", "").strip()
+    if seconds.isascii() and seconds.isdigit():  # the worker sends delta-seconds only
+        error.setdefault("retryAfter", parse_retry_after(seconds, now=0.0))
     return {"error": error}
+
+
+async def _send(service: Service, request: Request) -> Any:
+    """The worker's answer to ``request``; a binding that throws is this provider's failure."""
+    try:
+        response = await service.fetch(request)
+    except BookmetaError:
+        raise
+    except Exception as exc:  # the runtime's error for a lost or crashed callee
+        raise UpstreamError(PROVIDER, None, f"binding error: {type(exc).__name__}") from None
+    return result_of(response)
 
 
 async def _get(service: Service, path: str, query: Mapping[str, str | int] | None = None) -> Any:
     url = f"{BASE_URL}{path}" + (f"?{urlencode(query)}" if query else "")
-    return result_of(await service.fetch(Request("GET", url, {"accept": "application/json"})))
+    return await _send(service, Request("GET", url, {"accept": "application/json"}))
 
 
 async def fetch_author(
@@ -192,7 +206,7 @@ async def fetch_bulk(service: Service, isbns: Sequence[str]) -> BulkResult:
     """
     body = json.dumps({"isbns": list(isbns)}).encode("utf-8")
     request = Request("POST", f"{BASE_URL}/books", {"content-type": "application/json"}, body)
-    result = raise_for_error(result_of(await service.fetch(request)))
+    result = raise_for_error(await _send(service, request))
     by_isbn13 = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
     raw_matches = result.get("matches")
     matches: Mapping[Any, Any] = raw_matches if isinstance(raw_matches, Mapping) else {}
