@@ -16,6 +16,7 @@ Outcome classification (``default_is_failure``):
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -238,30 +239,22 @@ class BreakerRegistry:
         on_change: Callable[[BreakerEvent], None] | None = None,
         is_failure: Callable[[BaseException], bool] = default_is_failure,
     ) -> None:
-        if failure_threshold < 1:
-            raise InvalidInput("failure_threshold", f"must be >= 1, got {failure_threshold}")
-        if reset_timeout_s < 0:
-            raise InvalidInput("reset_timeout_s", f"must be >= 0, got {reset_timeout_s}")
-        self._failure_threshold = failure_threshold
-        self._reset_timeout_s = reset_timeout_s
-        self._clock = clock
-        self._on_change = on_change
-        self._is_failure = is_failure
+        self._make = functools.partial(
+            CircuitBreaker,
+            failure_threshold=failure_threshold,
+            reset_timeout_s=reset_timeout_s,
+            clock=clock,
+            on_change=on_change,
+            is_failure=is_failure,
+        )
+        self._make("settings check")  # refuse bad settings now, not at the first get()
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def get(self, name: str) -> CircuitBreaker:
         """Return the breaker for ``name``, creating it with the registry's defaults."""
         breaker = self._breakers.get(name)
         if breaker is None:
-            breaker = CircuitBreaker(
-                name,
-                failure_threshold=self._failure_threshold,
-                reset_timeout_s=self._reset_timeout_s,
-                clock=self._clock,
-                on_change=self._on_change,
-                is_failure=self._is_failure,
-            )
-            self._breakers[name] = breaker
+            breaker = self._breakers[name] = self._make(name)
         return breaker
 
     def names(self) -> list[str]:
