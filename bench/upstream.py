@@ -11,29 +11,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from bookmeta import extract_isbn, to_isbn10
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _fixture_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fixture_upstream", ROOT / "devtools" / "fixture_upstream.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from harness.devtools import fixture_upstream
 
 
 def providers_for(isbn13: str) -> list[str]:
@@ -80,7 +65,7 @@ def catalogue_from_csv(text: str) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def serve(books: list[dict[str, Any]]) -> Iterator[str]:
     """Run the fixture upstream on a free loopback port with ``books``; yields its base URL."""
-    fixture = _fixture_module()
+    fixture = fixture_upstream()
     with fixture.run_in_thread(0, books=books) as base:
         yield base
 

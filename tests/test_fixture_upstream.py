@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "devtools" / "fixture_upstream.py"
+from harness.devtools import SCRIPT
+from harness.devtools import fixture_upstream as load_fixture_upstream
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fixture_upstream", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fixture_upstream"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fixture_upstream = _load()
+fixture_upstream = load_fixture_upstream()
 AUTH = {"Authorization": "test-key"}
 
 

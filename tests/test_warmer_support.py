@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,8 +14,8 @@ import httpx
 import respx
 
 from harness import System
+from harness.devtools import fixture_upstream
 
-ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = Path(__file__).parent / "fixtures" / "libraries"
 TOKEN = "t"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -28,20 +25,7 @@ BATCH_CRON = "*/15 * * * *"
 VERIFY_CRON = "0 2 * * *"
 
 
-def _fixture_upstream() -> ModuleType:
-    name = "warmer_fixture_upstream"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "devtools" / "fixture_upstream.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-FIXTURES = _fixture_upstream()
+FIXTURES = fixture_upstream()
 CATALOGUE_ISBNS = [b["isbn13"] for b in FIXTURES.load_catalogue()]
 # Authors of goodreads_24.csv that no fixture provider lists: warmed, then recorded as failed
 # ("no results from any provider"), so a complete run of that library is 20 done + 4 failed.

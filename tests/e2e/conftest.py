@@ -16,7 +16,6 @@ Once the runtime is up, anything that goes wrong is a failure, never a skip.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import secrets
@@ -24,17 +23,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
+
+from harness.devtools import fixture_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "wrangler.toml.d"
@@ -57,20 +56,6 @@ NETWORK_FAILURE = re.compile(
 RUNTIME_FAILED = re.compile(r"workers runtime failed to start", re.IGNORECASE)
 SKIP_PREFIX = "e2e: "
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def load_fixture_upstream() -> ModuleType:
-    """devtools/fixture_upstream.py as a module (devtools/ is not a package on sys.path)."""
-    name = "e2e_fixture_upstream"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "devtools" / "fixture_upstream.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _clean(text: str) -> str:
@@ -314,7 +299,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkersSession]:
     with contextlib.ExitStack() as stack:
         try:
             fixture_url = stack.enter_context(
-                load_fixture_upstream().run_in_thread(port=FIXTURE_PORT, host=FIXTURE_HOST)
+                fixture_upstream().run_in_thread(port=FIXTURE_PORT, host=FIXTURE_HOST)
             )
         except OSError as exc:
             pytest.skip(
