@@ -6,22 +6,8 @@ from typing import Any
 
 import pytest
 
-from bookmeta import Clocks, ConfigError, SettingsCache, int_var
-
-
-class Env:
-    """A WorkerEnv with vars only."""
-
-    clocks = Clocks()
-
-    def __init__(self, **vars: str) -> None:
-        self.vars = vars
-
-    def var(self, name: str, default: str) -> str:
-        return self.vars.get(name, default)
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(name)
+from bookmeta import ConfigError, SettingsCache, int_var
+from harness.envs import env_with
 
 
 @pytest.mark.parametrize(
@@ -31,7 +17,7 @@ class Env:
 def test_int_var_bounds_raise_config_errors(raw: str, message: str) -> None:
     """Malformed or out-of-range vars are ConfigError naming the var."""
     with pytest.raises(ConfigError, match=message) as info:
-        int_var(Env(N=raw), "N", 5, minimum=1, maximum=200)  # type: ignore[arg-type]
+        int_var(env_with(N=raw), "N", 5, minimum=1, maximum=200)
     assert info.value.name == "N"
 
 
@@ -45,12 +31,12 @@ def test_settings_cache_parses_once_per_var_values_and_keeps_no_context() -> Non
         return value
 
     cache: SettingsCache[int] = SettingsCache(["N"], parse)
-    assert cache.get(Env(N="3")) == 3  # type: ignore[arg-type]
-    assert cache.get(Env(N="3")) == 3  # type: ignore[arg-type]
+    assert cache.get(env_with(N="3")) == 3
+    assert cache.get(env_with(N="3")) == 3
     assert parsed == [3]
-    error = cache.get(Env(N="x"))  # type: ignore[arg-type]
+    error = cache.get(env_with(N="x"))
     assert isinstance(error, ConfigError)
     assert error.__traceback__ is None
     assert error.__context__ is None
     assert error.__cause__ is None
-    assert cache.get(Env(N="4")) == 4  # type: ignore[arg-type]
+    assert cache.get(env_with(N="4")) == 4

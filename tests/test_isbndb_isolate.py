@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bookmeta import ConfigError
-from bookmeta.runtime import RuntimeEnv
-from harness import FakeContext
-from harness.system import FakeEnv
+from harness.envs import RecordingEnv, env_with
 from isbndb_app import Isolate
 from isbndb_app.config import VAR_NAMES, Settings
-
-
-class RecordingEnv(RuntimeEnv):
-    """A RuntimeEnv that remembers which vars were read."""
-
-    def __init__(self, bindings: dict[str, Any]) -> None:
-        super().__init__(FakeEnv(bindings), FakeContext())
-        self.read: list[str] = []
-
-    def var(self, name: str, default: str) -> str:
-        self.read.append(name)
-        return super().var(name, default)
-
-
-def env_with(**vars: str) -> RuntimeEnv:
-    return RuntimeEnv(FakeEnv(vars), FakeContext())
 
 
 def test_var_names_are_every_var_settings_read() -> None:

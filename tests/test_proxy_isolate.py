@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from bookmeta import ConfigError
-from bookmeta.runtime import RuntimeEnv
-from harness import FakeContext
-from harness.system import FakeEnv
+from harness.envs import RecordingEnv, env_with
 from proxy_app import Isolate, build_app
 from proxy_app.config import VAR_NAMES, Settings, load_settings
 from proxy_app.validation import _ASCII_REFUSED_RE, _refused
-
-
-class RecordingEnv(RuntimeEnv):
-    """A RuntimeEnv that remembers which vars were read."""
-
-    def __init__(self, bindings: dict[str, Any]) -> None:
-        super().__init__(FakeEnv(bindings), FakeContext())
-        self.read: list[str] = []
-
-    def var(self, name: str, default: str) -> str:
-        self.read.append(name)
-        return super().var(name, default)
-
-
-def env_with(**vars: str) -> RuntimeEnv:
-    return RuntimeEnv(FakeEnv(vars), FakeContext())
 
 
 def test_var_names_are_every_var_load_settings_reads() -> None:
