@@ -1,7 +1,7 @@
 # Every target installs what it needs on first use; re-running is cheap.
 SHELL := /bin/bash
 PY ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 NPM ?= npm
 NODE_STAMP := node_modules/.stamp
@@ -14,7 +14,7 @@ CONFIGS := isbndb_worker books_api_proxy cache_warmer
 
 .PHONY: test lint bench dev deploy format vendor dry-run
 
-.tools/bin/uv:
+$(CURDIR)/.tools/bin/uv:
 	$(PY) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Local dev: ONE `wrangler dev` session running all three workers (`make dev`).
 #   make dev                    -> real upstreams (needs the keys in .dev.vars)
-#   make dev UPSTREAM=fixtures  -> also starts devtools/fixture_upstream.py on 127.0.0.1:8790 and
-#                                  runs the configs' [env.fixtures] (base URLs point at it)
+#   make dev UPSTREAM=fixtures  -> also starts devtools/fixture_upstream.py on 127.0.0.1:$FIXTURE_PORT
+#                                  (default 8790) and runs the configs' [env.fixtures] against it
 #   PRIMARY=proxy|isbndb|warmer -> which worker is exposed on http://127.0.0.1:$PORT (default proxy).
 # In a multi-config session only the FIRST config (the primary) gets a URL; the others are reachable
 # only through service bindings from it (wrangler's multi-worker dev). Run `make dev PRIMARY=warmer`
 # to talk to the warmer directly, and so on.
+# Runtime: devtools/workerd_runtime.py picks the offline runtime (../shared/runtime, or
+# $BOOKMETA_RUNTIME_DIR) when there is one, else wrangler's own (downloads Pyodide: needs network);
+# it vendors wrangler.toml.d/python_modules and writes the configs wrangler runs into
+# wrangler.toml.d/.dev/ (git-ignored; the offline runtime's dev flag lives only there).
 # Secrets: .dev.vars at the repo root (copy of .dev.vars.example). This script puts
-# WARMER_ADMIN_TOKEN into wrangler.toml.d/.dev.vars and the two API keys into the local Secrets
+# WARMER_ADMIN_TOKEN into wrangler.toml.d/.dev/.dev.vars and the two API keys into the local Secrets
 # Store emulation (.wrangler/state), matching how they are bound in the configs.
-# Note: the Python Workers runtime downloads its Pyodide bundle on first start (needs network).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WRANGLER="${WRANGLER:-$ROOT/scripts/wrangler.sh}"
-UV="${UV:-uv}"
+UV="${UV:-$(command -v uv || echo "$ROOT/.tools/bin/uv")}"
+[[ "$UV" == /* ]] || UV="$ROOT/$UV" # absolute: the runtime helper runs it from other folders
+export PATH="$(dirname "$UV"):$PATH" # pywrangler looks uv up on PATH
 PORT="${PORT:-8787}"
-FIXTURE_PORT=8790 # fixed: [env.fixtures] base URLs name it
+FIXTURE_PORT="${FIXTURE_PORT:-8790}" # the generated configs' [env.fixtures] base URLs name it
+DEV_CONFIGS="wrangler.toml.d/.dev"
 PRIMARY="${PRIMARY:-proxy}"
 UPSTREAM="${UPSTREAM:-}"
 PERSIST=".wrangler/state"
@@ -28,7 +34,7 @@ declare -A CONFIG=([isbndb]=isbndb_worker [proxy]=books_api_proxy [warmer]=cache
 ORDER=("$PRIMARY")
 for w in isbndb proxy warmer; do [[ $w == "$PRIMARY" ]] || ORDER+=("$w"); done
 ARGS=()
-for w in "${ORDER[@]}"; do ARGS+=(-c "wrangler.toml.d/${CONFIG[$w]}.toml"); done
+for w in "${ORDER[@]}"; do ARGS+=(-c "$DEV_CONFIGS/${CONFIG[$w]}.toml"); done
 
 ENV_ARGS=()
 case "$UPSTREAM" in
@@ -43,31 +49,36 @@ if [[ ! -f .dev.vars ]]; then
   echo "dev.sh: created .dev.vars from .dev.vars.example: put your keys there" >&2
 fi
 val() { sed -n "s/^$1=//p" .dev.vars | tail -n 1; }
-printf 'WARMER_ADMIN_TOKEN=%s\n' "$(val WARMER_ADMIN_TOKEN)" >wrangler.toml.d/.dev.vars
 for pair in ISBNDB_API_KEY:ISBNDB_API_KEY GOOGLE_BOOKS_API_KEY:Google_books_hardoooe; do
   var="${pair%%:*}" secret="${pair#*:}"
   $WRANGLER secrets-store secret create "$STORE_ID" --name "$secret" --value "$(val "$var")" \
     --scopes workers --persist-to "$PERSIST" >/dev/null 2>&1 || true # already there: keep it
 done
 
-# --- python_modules/ (pywrangler only re-syncs when wrangler.toml.d/pyproject.toml changed)
-if ! (cd wrangler.toml.d && "$UV" run --frozen --project .. pywrangler sync); then
-  if [[ -d wrangler.toml.d/python_modules ]]; then
-    echo "dev.sh: pywrangler sync failed; using the existing wrangler.toml.d/python_modules" >&2
-  else
-    echo "dev.sh: pywrangler sync failed and wrangler.toml.d/python_modules is missing" >&2
-    exit 1
-  fi
-fi
+# --- runtime, python_modules/ and the generated configs
+PREPARED="$("$UV" run --frozen python devtools/workerd_runtime.py prepare --configs "$DEV_CONFIGS" \
+  --fixture-port "$FIXTURE_PORT")" || { echo "dev.sh: could not prepare the Workers runtime" >&2; exit 1; }
+WORKERD_WRAPPER="$(sed -n 's/^MINIFLARE_WORKERD_PATH=//p' <<<"$PREPARED")"
+if [[ -n "$WORKERD_WRAPPER" ]]; then export MINIFLARE_WORKERD_PATH="$WORKERD_WRAPPER"; fi
+printf 'WARMER_ADMIN_TOKEN=%s\n' "$(val WARMER_ADMIN_TOKEN)" >"$DEV_CONFIGS/.dev.vars"
 
 # --- fixture upstream
 FIXTURE_PID=""
-cleanup() { [[ -z "$FIXTURE_PID" ]] || kill "$FIXTURE_PID" 2>/dev/null || true; }
+WRANGLER_PID=""
+cleanup() {
+  for pid in $WRANGLER_PID $FIXTURE_PID; do kill "$pid" 2>/dev/null || true; done
+  for pid in $WRANGLER_PID $FIXTURE_PID; do wait "$pid" 2>/dev/null || true; done
+}
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 if [[ "$UPSTREAM" == fixtures ]]; then
   "$UV" run --frozen python devtools/fixture_upstream.py --port "$FIXTURE_PORT" &
   FIXTURE_PID=$!
-  sleep 1
+  for _ in $(seq 1 50); do # until it answers (at most 10 s)
+    (exec 3<>"/dev/tcp/127.0.0.1/$FIXTURE_PORT") 2>/dev/null && break
+    sleep 0.2
+  done
 fi
 
 # --- what to paste
@@ -94,9 +105,12 @@ case "$PRIMARY" in
     ;;
 esac
 echo "  (PRIMARY=proxy: /search/auto?q=...; PRIMARY=isbndb: /author/...; PRIMARY=warmer: upload, progress, /debug/...)"
-echo "  crons: curl '$BASE/cdn-cgi/local/scheduled?cron=*/15+*+*+*+*' (PRIMARY=warmer)"
+echo "  crons: curl '$BASE/cdn-cgi/handler/scheduled?cron=*/15+*+*+*+*' (PRIMARY=warmer)"
 [[ -z "$FIXTURE_PID" ]] || echo "  fixture upstream: curl http://127.0.0.1:$FIXTURE_PORT/__calls"
 echo
 
+# In the background + wait, so the traps above run (and stop it) on Ctrl-C or TERM.
 $WRANGLER dev "${ARGS[@]}" "${ENV_ARGS[@]}" --ip 127.0.0.1 --port "$PORT" --persist-to "$PERSIST" \
-  --test-scheduled --show-interactive-dev-session=false
+  --test-scheduled --show-interactive-dev-session=false </dev/null &
+WRANGLER_PID=$!
+wait "$WRANGLER_PID"

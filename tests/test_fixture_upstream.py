@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from harness.devtools import SCRIPT
+from harness.devtools import DEVTOOLS
 from harness.devtools import fixture_upstream as load_fixture_upstream
 
 fixture_upstream = load_fixture_upstream()
@@ -222,7 +222,7 @@ def test_bad_fault_spec_is_400(client: httpx.Client) -> None:
 def test_cli_port_zero_prints_port() -> None:
     """`python devtools/fixture_upstream.py --port 0` prints the chosen port and serves."""
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--port", "0"],
+        [sys.executable, str(DEVTOOLS / "fixture_upstream.py"), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

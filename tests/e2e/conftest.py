@@ -8,9 +8,12 @@ reached only through the warmer's service bindings, via its authenticated debug 
 * ``POST /debug/rpc/<proxy|isbndb>/<method>`` with a JSON array of positional args
   -> ``{"result": <the RPC method's return value>}``
 
-Where the Workers runtime cannot start (no node_modules, python_modules cannot be vendored, the
-Pyodide bundle cannot be downloaded: typically no network), every e2e test skips with one reason.
-Once the runtime is up, anything that goes wrong is a failure, never a skip.
+The runtime comes from devtools/workerd_runtime.py: the offline runtime (``../shared/runtime``
+or ``$BOOKMETA_RUNTIME_DIR``) when there is one, with generated copies of the configs (dev flag,
+this session's fixture port) in a temporary folder; else wrangler's own runtime, which downloads
+its Python bundle at start. Only in that second case may the suite skip (with one reason, where
+the download fails); with the offline runtime present, anything that stops the system from
+starting is a failure.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,24 +30,21 @@ import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
 
-from harness.devtools import fixture_upstream
+from harness.devtools import fixture_upstream, workerd_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "wrangler.toml.d"
 WRANGLER = ROOT / "scripts" / "wrangler.sh"
 WRANGLER_JS = ROOT / "node_modules" / "wrangler" / "bin" / "wrangler.js"
-PYTHON_MODULES = CONFIG_DIR / "python_modules"
 # The primary (the warmer) comes first: only it gets a URL in a multi-config session.
 WORKERS = ("cache_warmer", "books_api_proxy", "isbndb_worker")
 FIXTURE_HOST = "127.0.0.1"
-FIXTURE_PORT = 8790  # fixed: the configs' [env.fixtures] base URLs name it
-READY_DEADLINE_S = 180.0  # first start downloads the Pyodide bundle and packages
-SYNC_TIMEOUT_S = 600.0
+READY_DEADLINE_S = 180.0  # first start of the downloading runtime fetches the Pyodide bundle
 # Log lines that mean the runtime could not fetch what it needs (not a bug in this repo).
 NETWORK_FAILURE = re.compile(
     r"pyodide bundle failed|failed to download|fetch failed|enotfound|getaddrinfo|eai_again"
@@ -78,15 +77,7 @@ def _relevant_line(log: str, pattern: re.Pattern[str] = NETWORK_FAILURE) -> str:
     return best[:300]
 
 
-def _uv() -> str | None:
-    found = shutil.which("uv")
-    if found:
-        return found
-    local = ROOT / ".tools" / "bin" / "uv"
-    return str(local) if local.is_file() else None
-
-
-def _fixture_secrets() -> list[tuple[str, str]]:
+def fixture_secrets() -> list[tuple[str, str]]:
     """(store_id, secret_name) of every Secrets Store binding in the configs' [env.fixtures]."""
     found: set[tuple[str, str]] = set()
     for worker in WORKERS:
@@ -101,9 +92,9 @@ def _fixture_secrets() -> list[tuple[str, str]]:
 
 
 def _check_wrangler() -> None:
-    """Skip when the pinned wrangler is not installed."""
+    """Fail (offline runtime present) or skip when the pinned wrangler is not installed."""
     if not WRANGLER_JS.is_file():
-        pytest.skip(
+        _unavailable(
             "e2e: Workers runtime unavailable: node_modules/wrangler is not installed "
             "(run `make node_modules/.stamp`)"
         )
@@ -116,38 +107,25 @@ def _check_entries() -> None:
         pytest.skip(f"e2e: workers/{{{','.join(missing)}}}/entry.py not written yet")
 
 
-def _ensure_python_modules() -> None:
-    """Vendor wrangler.toml.d/python_modules (like `make vendor`) if it is missing, else skip."""
-    if PYTHON_MODULES.is_dir():
-        return
-    uv = _uv()
-    if uv is None:
-        pytest.skip("e2e: Workers runtime unavailable: cannot vendor python_modules (no uv)")
+def _unavailable(reason: str) -> NoReturn:
+    """Skip where only the downloading runtime exists (offline); fail where the offline one does."""
+    if workerd_runtime().runtime_source() is not None:
+        pytest.fail(f"{reason} (the offline runtime is present, so this is a failure)")
+    pytest.skip(reason)
+
+
+def _prepare(config_dir: Path, fixture_port: int) -> Any:
+    """Runtime, python_modules and generated configs (devtools/workerd_runtime.py)."""
+    runtime = workerd_runtime()
     try:
-        result = subprocess.run(
-            [uv, "run", "--frozen", "--project", "..", "pywrangler", "sync"],
-            cwd=CONFIG_DIR,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=SYNC_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(
-            f"e2e: Workers runtime unavailable: cannot vendor python_modules (offline?): "
-            f"`pywrangler sync` did not finish in {SYNC_TIMEOUT_S:.0f} s"
-        )
-    if result.returncode != 0 or not PYTHON_MODULES.is_dir():
-        line = _relevant_line(result.stdout + result.stderr)
-        pytest.skip(
-            "e2e: Workers runtime unavailable: cannot vendor python_modules (offline?): "
-            f"`pywrangler sync` exited {result.returncode}: {line}"
-        )
+        return runtime.prepare(config_dir, port=fixture_port)
+    except (runtime.PrepareError, OSError, subprocess.SubprocessError) as exc:
+        _unavailable(f"e2e: Workers runtime unavailable: {exc}")
 
 
 def _seed_secrets(persist: Path, env: dict[str, str]) -> None:
     """Put the API keys into the local Secrets Store emulation, as scripts/dev.sh does."""
-    for store_id, name in _fixture_secrets():
+    for store_id, name in fixture_secrets():
         cmd = [str(WRANGLER), "secrets-store", "secret", "create", store_id, "--name", name]
         cmd += ["--value", f"e2e-{name.lower()}", "--scopes", "workers"]
         cmd += ["--persist-to", str(persist)]
@@ -173,6 +151,7 @@ class WorkersSession:
     token: str  # WARMER_ADMIN_TOKEN
     client: httpx.Client
     log: Path
+    dev: WranglerDev
 
     @property
     def auth(self) -> dict[str, str]:
@@ -214,7 +193,7 @@ class WorkersSession:
     def scheduled(self, cron: str) -> httpx.Response:
         """Fire one cron tick on the warmer (wrangler dev's trigger endpoint)."""
         return self.client.get(
-            f"{self.base}/cdn-cgi/local/scheduled", params={"cron": cron, "format": "json"}
+            f"{self.base}/cdn-cgi/handler/scheduled", params={"cron": cron, "format": "json"}
         )
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -245,7 +224,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
         text = log.read_text(errors="replace")
         if RUNTIME_FAILED.search(text) or proc.poll() is not None:
             if NETWORK_FAILURE.search(text):
-                pytest.skip(
+                _unavailable(
                     "e2e: Workers runtime cannot start (it downloads its Python runtime; "
                     f"offline?): {_relevant_line(text)}"
                 )
@@ -262,7 +241,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
             last_error = f"GET /health -> {exc!r}"
         if time.monotonic() > deadline:
             if NETWORK_FAILURE.search(text):
-                pytest.skip(
+                _unavailable(
                     f"e2e: Workers runtime not ready after {READY_DEADLINE_S:.0f} s (offline?): "
                     f"{_relevant_line(text)}"
                 )
@@ -292,61 +271,90 @@ def pytest_runtest_makereport(
 
 @pytest.fixture(scope="session")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkersSession]:
-    """The running system; skips every e2e test with one reason where it cannot start."""
+    """The running system; where it cannot start: one skip reason, or a failure (see module doc)."""
     _check_wrangler()
-    _ensure_python_modules()
     _check_entries()
+    tmp = tmp_path_factory.mktemp("e2e")
     with contextlib.ExitStack() as stack:
-        try:
-            fixture_url = stack.enter_context(
-                fixture_upstream().run_in_thread(port=FIXTURE_PORT, host=FIXTURE_HOST)
-            )
-        except OSError as exc:
-            pytest.skip(
-                f"e2e: port {FIXTURE_PORT} (the [env.fixtures] upstream) is in use ({exc}); "
-                "stop `make dev UPSTREAM=fixtures` or whatever holds it"
-            )
-        yield from _session(tmp_path_factory.mktemp("e2e"), fixture_url)
-
-
-def _session(tmp: Path, fixture_url: str) -> Iterator[WorkersSession]:
-    persist = tmp / "state"
-    token = secrets.token_urlsafe(24)
-    env_file = tmp / "e2e.env"  # also stops wrangler reading a developer's .dev.vars
-    env_file.write_text(f"WARMER_ADMIN_TOKEN={token}\n")
-    env = {
-        **os.environ,
-        "CI": "true",
-        "WRANGLER_SEND_METRICS": "false",
-        "CLOUDFLARE_INCLUDE_PROCESS_ENV": "false",
-        "CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV": "true",
-        "NO_COLOR": "1",
-        "FORCE_COLOR": "0",
-    }
-    _seed_secrets(persist, env)
-    port = _free_port()
-    cmd = [str(WRANGLER), "dev"]
-    for worker in WORKERS:
-        cmd += ["-c", str(CONFIG_DIR / f"{worker}.toml")]
-    cmd += ["--env", "fixtures", "--ip", "127.0.0.1", "--port", str(port)]
-    cmd += ["--inspector-port", str(_free_port()), "--persist-to", str(persist)]
-    cmd += ["--env-file", str(env_file), "--var", f"WARMER_ADMIN_TOKEN:{token}"]
-    cmd += ["--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "info"]
-    log = tmp / "wrangler-dev.log"
-    base = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: teardown kills workerd too
+        fixture_port = _free_port()  # not 8790: a developer's `make dev` may hold it
+        fixture_url = stack.enter_context(
+            fixture_upstream().run_in_thread(port=fixture_port, host=FIXTURE_HOST)
         )
-    try:
-        _wait_ready(proc, base, log)
-        with httpx.Client(timeout=60) as client:
-            yield WorkersSession(base, fixture_url, token, client, log)
-    finally:
-        _stop(proc)
+        prepared = _prepare(tmp / "configs", fixture_port)
+        dev = WranglerDev(tmp, prepared)
+        try:
+            dev.start()
+            with httpx.Client(timeout=60) as client:
+                yield WorkersSession(dev.base, fixture_url, dev.token, client, dev.log, dev)
+        finally:
+            dev.stop()
+
+
+class WranglerDev:
+    """One `wrangler dev` of the three workers (warmer first) that can be stopped and restarted
+    on the same port and persist folder (KV, R2 and Durable Object state survive a restart)."""
+
+    def __init__(self, tmp: Path, prepared: Any) -> None:
+        self.tmp = tmp
+        self.prepared = prepared
+        self.persist = tmp / "state"
+        self.token = secrets.token_urlsafe(24)
+        self.env_file = tmp / "e2e.env"  # also stops wrangler reading a developer's .dev.vars
+        self.env_file.write_text(f"WARMER_ADMIN_TOKEN={self.token}\n")
+        self.env = {
+            **os.environ,
+            **prepared.env(),
+            "CI": "true",
+            "WRANGLER_SEND_METRICS": "false",
+            "CLOUDFLARE_INCLUDE_PROCESS_ENV": "false",
+            "CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV": "true",
+            "NO_COLOR": "1",
+            "FORCE_COLOR": "0",
+        }
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "wrangler-dev.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        _seed_secrets(self.persist, self.env)
+
+    def command(self) -> list[str]:
+        cmd = [str(WRANGLER), "dev"]
+        for worker in WORKERS:
+            cmd += ["-c", str(self.prepared.config(worker))]
+        cmd += ["--env", "fixtures", "--ip", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--inspector-port", str(_free_port()), "--persist-to", str(self.persist)]
+        cmd += ["--env-file", str(self.env_file), "--var", f"WARMER_ADMIN_TOKEN:{self.token}"]
+        cmd += ["--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "info"]
+        return cmd
+
+    def start(self) -> None:
+        """Start it and wait until the warmer's /health answers 200."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # its own process group: teardown kills workerd too
+            )
+        _wait_ready(self.proc, self.base, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and persist folder."""
+        self.stop()
+        deadline = time.monotonic() + 30
+        while _port_busy(self.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.start()
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

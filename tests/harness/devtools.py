@@ -1,4 +1,4 @@
-"""devtools/fixture_upstream.py as an importable module (devtools/ is not on sys.path)."""
+"""Modules of devtools/ made importable (devtools/ is not a package and not on sys.path)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,27 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "devtools" / "fixture_upstream.py"
-_NAME = "fixture_upstream"
+DEVTOOLS = Path(__file__).resolve().parents[2] / "devtools"
 
 
-def fixture_upstream() -> ModuleType:
-    """The fixture upstream module, loaded once per process."""
-    module = sys.modules.get(_NAME)
+def devtools_module(name: str) -> ModuleType:
+    """devtools/<name>.py as a module, loaded once per process."""
+    module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(_NAME, SCRIPT)
+        spec = importlib.util.spec_from_file_location(name, DEVTOOLS / f"{name}.py")
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[_NAME] = module  # dataclasses in it look their module up by name
+        sys.modules[name] = module  # dataclasses in it look their module up by name
         spec.loader.exec_module(module)
     return module
+
+
+def fixture_upstream() -> ModuleType:
+    """devtools/fixture_upstream.py: the fake Google Books / ISBNdb / Open Library server."""
+    return devtools_module("fixture_upstream")
+
+
+def workerd_runtime() -> ModuleType:
+    """devtools/workerd_runtime.py: runtime selection, vendoring and generated configs."""
+    return devtools_module("workerd_runtime")
