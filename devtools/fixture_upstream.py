@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import threading
 import time
@@ -176,6 +177,14 @@ def openlibrary_doc(book: Json) -> Json:
         "isbn": [book["isbn10"], book["isbn13"]],
         "language": ["eng"],
     }
+
+
+def _query_tokens(q: str) -> list[str]:
+    """Google's query words; ``key:"a phrase"`` is one token (quotes dropped), like the real API."""
+    return [
+        f"{m.group(1)}:{m.group(2)}" if m.group(1) else m.group(3)
+        for m in re.finditer(r'(\w+):"([^"]*)"|(\S+)', q)
+    ]
 
 
 def default_error_body(provider: str, status: int) -> Json:
@@ -434,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _google_search(self, q: str) -> list[Json]:
         text_words: list[str] = []
         title = author = ""
-        for token in q.split():
+        for token in _query_tokens(q):
             key, sep, value = token.partition(":")
             if sep and key == "isbn":  # lowercase only, like the real API
                 book = self.state.by_isbn(value, "google")
