@@ -43,9 +43,10 @@ $(NODE_STAMP): package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# python_modules/ for the Workers runtime (downloads Pyodide packages: needs network, not in `test`).
+# python_modules/ for the Workers runtime: `pywrangler sync`, or offline the locked pure wheels
+# (devtools/workerd_runtime.py; `make dev`, the e2e tests and `make deploy` call it themselves).
 vendor: $(VENV_STAMP)
-	cd wrangler.toml.d && $(UV) run --frozen --project .. pywrangler sync
+	PATH="$(dir $(UV)):$$PATH" $(UV) run --frozen python devtools/workerd_runtime.py vendor
 
 # Offline validation of every config x env (what tests/test_configs.py also runs).
 dry-run: $(NODE_STAMP)

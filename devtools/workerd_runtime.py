@@ -20,7 +20,8 @@ workers the same way:
    needs, and optionally another fixture-upstream port. The deployable configs never carry it.
 
 CLI: ``python devtools/workerd_runtime.py prepare --configs DIR [--fixture-port N]`` prints
-``KEY=value`` lines (``MINIFLARE_WORKERD_PATH``, ``CONFIG_DIR``, ``VENDORED_BY``, ``RUNTIME``).
+``KEY=value`` lines (``MINIFLARE_WORKERD_PATH``, ``CONFIG_DIR``, ``VENDORED_BY``, ``RUNTIME``);
+``vendor`` only vendors (``make vendor``); ``refresh-bookmeta`` only copies ``bookmeta`` (deploys).
 """
 
 from __future__ import annotations
@@ -333,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--configs", type=Path, required=True, help="folder for the config copies")
     prep.add_argument("--fixture-port", type=int, default=FIXTURE_PORT)
     sub.add_parser("vendor", help="only fill wrangler.toml.d/python_modules")
+    sub.add_parser("refresh-bookmeta", help="copy shared/bookmeta into python_modules")
     args = parser.parse_args(argv)
     try:
         if args.command == "vendor":
             print(f"VENDORED_BY={vendor()}")
+            return 0
+        if args.command == "refresh-bookmeta":
+            refresh_bookmeta()
             return 0
         prepared = prepare(args.configs, port=args.fixture_port)
     except (PrepareError, OSError, subprocess.SubprocessError) as exc:

@@ -16,7 +16,9 @@ case "$ENV_NAME" in
     ;;
 esac
 WRANGLER="${WRANGLER:-$ROOT/scripts/wrangler.sh}"
-UV="${UV:-uv}"
+UV="${UV:-$(command -v uv || echo "$ROOT/.tools/bin/uv")}"
+[[ "$UV" == /* ]] || UV="$ROOT/$UV"
+export PATH="$(dirname "$UV"):$PATH" # pywrangler looks uv up on PATH
 CONFIGS=(isbndb_worker books_api_proxy cache_warmer) # leaf first
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -71,6 +73,8 @@ fi
 
 echo "==> [3/4] vendoring python_modules/ (pywrangler sync in wrangler.toml.d/)"
 (cd wrangler.toml.d && "$UV" run --frozen --project .. pywrangler sync)
+# pywrangler re-installs only when wrangler.toml.d/pyproject.toml changes: ship today's bookmeta.
+"$UV" run --frozen python devtools/workerd_runtime.py refresh-bookmeta
 
 echo "==> [4/4] deploying (leaf first)"
 for c in "${CONFIGS[@]}"; do
