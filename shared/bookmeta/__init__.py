@@ -9,6 +9,7 @@ from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
+    RateLimitBinding,
     Service,
     SettingsCache,
     WorkerEnv,
@@ -23,6 +24,7 @@ from ._errors import (
     InvalidInput,
     InvalidISBN,
     RateLimited,
+    TooManyRequests,
     UpstreamError,
 )
 from ._http import (
@@ -98,6 +100,7 @@ __all__ = [
     "ObservedService",
     "Query",
     "QueryKind",
+    "RateLimitBinding",
     "RateLimited",
     "RateLimiter",
     "Request",
@@ -109,6 +112,7 @@ __all__ = [
     "SettingsCache",
     "SingleFlight",
     "Sleep",
+    "TooManyRequests",
     "TwoTierCache",
     "UpstreamError",
     "UpstreamResponse",

@@ -57,6 +57,16 @@ class Service(Protocol):
     async def call(self, method: str, *args: Any) -> Any: ...
 
 
+class RateLimitBinding(Protocol):
+    """Cloudflare's Rate Limiting binding: one more call for ``key``, allowed or not.
+
+    Counted across isolates by Cloudflare (per location, eventually consistent within a
+    location); the limit and period are set in the binding's config, not here.
+    """
+
+    async def allow(self, key: str) -> bool: ...
+
+
 class WorkerEnv(Protocol):
     """Bindings, vars, secrets and background work of one invocation."""
 
@@ -69,6 +79,8 @@ class WorkerEnv(Protocol):
     def r2(self, name: str) -> BlobStore | None: ...
 
     def service(self, name: str) -> Service | None: ...
+
+    def rate_limit(self, name: str) -> RateLimitBinding | None: ...
 
     async def secret(self, name: str) -> str | None: ...
 

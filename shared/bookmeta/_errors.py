@@ -10,7 +10,8 @@ Foreign errors (httpx, JSON, runtime) are translated at the edge with ``raise ..
     ├── ConfigError                   a var is malformed: the deployment's fault (``name``)
     ├── UpstreamError                 a provider failed (``provider``, ``status``)
     │   └── RateLimited               the provider said 429 (``retry_after_s``)
-    └── CircuitOpen                   the breaker for a dependency fails fast (``retry_after_s``)
+    ├── CircuitOpen                   the breaker for a dependency fails fast (``retry_after_s``)
+    └── TooManyRequests               a per-client limit refused the caller (``retry_after_s``)
 """
 
 from __future__ import annotations
@@ -75,4 +76,13 @@ class CircuitOpen(BookmetaError):  # noqa: N818
     def __init__(self, name: str, retry_after_s: float) -> None:
         super().__init__(f"circuit {name!r} is open; retry after {retry_after_s:.1f}s")
         self.name = name
+        self.retry_after_s = retry_after_s
+
+
+class TooManyRequests(BookmetaError):  # noqa: N818
+    """The caller passed its own rate limit (``scope`` says which one): answered as a 429."""
+
+    def __init__(self, scope: str, retry_after_s: float) -> None:
+        super().__init__(f"rate limit for {scope} reached; retry after {retry_after_s:.0f}s")
+        self.scope = scope
         self.retry_after_s = retry_after_s

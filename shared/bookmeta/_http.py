@@ -21,6 +21,7 @@ from ._errors import (
     InvalidInput,
     InvalidISBN,
     RateLimited,
+    TooManyRequests,
     UpstreamError,
 )
 
@@ -147,6 +148,14 @@ def response_for_error(exc: BookmetaError) -> Response:
             "upstream_unavailable",
             f"{exc.name} is failing; circuit open, retry later",
             headers=retry_after_header(exc.retry_after_s),
+        )
+    if isinstance(exc, TooManyRequests):
+        return error_response(
+            429,
+            "too_many_requests",
+            str(exc),
+            headers=retry_after_header(exc.retry_after_s),
+            details={"limit": exc.scope},
         )
     if isinstance(exc, RateLimited):
         return error_response(

@@ -202,6 +202,35 @@ class ServiceBinding:
         return to_python(result)
 
 
+class RuntimeRateLimit:
+    """`RateLimitBinding` over a ``[[ratelimits]]`` binding (``limit({key})``).
+
+    A binding that throws is logged and treated as allowing the call: a limiter outage must
+    not take the API down with it.
+    """
+
+    def __init__(self, raw: Any, name: str) -> None:
+        self._raw = raw
+        self._name = name
+
+    async def allow(self, key: str) -> bool:
+        try:
+            outcome = await self._raw.limit(key=key)
+        except Exception as exc:
+            print(
+                json.dumps(
+                    {
+                        "level": "warning",
+                        "event": "ratelimit.unavailable",
+                        "binding": self._name,
+                        "error": type(exc).__name__,
+                    }
+                )
+            )
+            return True
+        return bool(_field(outcome, "success", True))
+
+
 class RuntimeEnv:
     """`WorkerEnv` over the runtime's ``env`` and ``ctx``."""
 
@@ -228,6 +257,10 @@ class RuntimeEnv:
     def service(self, name: str) -> ServiceBinding | None:
         raw = self._binding(name)
         return None if raw is None else ServiceBinding(raw, name)
+
+    def rate_limit(self, name: str) -> RuntimeRateLimit | None:
+        raw = self._binding(name)
+        return None if raw is None else RuntimeRateLimit(raw, name)
 
     async def secret(self, name: str) -> str | None:
         """A Secrets Store binding (``await get()``) or a plain secret string."""

@@ -165,3 +165,41 @@ class FakeServiceBinding:
             return await self._invoke(self._service, call)
 
         return rpc
+
+
+@dataclass
+class FakeRateLimit:
+    """A ``[[ratelimits]]`` binding: ``await limit(key=...)`` -> an outcome with ``success``.
+
+    As strict as the runtime: the key is the only option, passed by keyword (a positional
+    dict would reach JS as a Map); ``period`` is 10 or 60 s, counted in fixed windows on the
+    system clock. One object per namespace id: workers sharing it share the counts.
+    """
+
+    limit_n: int
+    period_s: int
+    clock: Callable[[], float]
+    enforce: bool = True
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.period_s not in (10, 60):
+            raise ValueError(f"ratelimits period must be 10 or 60, got {self.period_s}")
+        if self.limit_n < 1:
+            raise ValueError(f"ratelimits limit must be >= 1, got {self.limit_n}")
+
+    async def limit(self, *args: Any, **options: Any) -> Any:
+        if args or set(options) != {"key"} or not isinstance(options["key"], str):
+            raise TypeError("limit() takes one keyword option: key (a string)")
+        key = options["key"]
+        self.calls.append(key)
+        window = (key, int(self.clock() // self.period_s))
+        self.counts[window] = self.counts.get(window, 0) + 1
+        success = not self.enforce or self.counts[window] <= self.limit_n
+        return _Outcome(success)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    success: bool

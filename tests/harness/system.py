@@ -23,7 +23,14 @@ from workers import FetchResponse, Request, Response
 from bookmeta._clock import FakeClock
 from bookmeta._env import Clocks, use_clocks
 
-from .bindings import FakeContext, FakeController, FakeSecret, FakeServiceBinding, Traffic
+from .bindings import (
+    FakeContext,
+    FakeController,
+    FakeRateLimit,
+    FakeSecret,
+    FakeServiceBinding,
+    Traffic,
+)
 from .storage import FakeKV, FakeR2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +70,8 @@ class WorkerSpec:
     services: dict[str, str] = field(default_factory=dict)  # binding -> service name
     secrets_store: list[str] = field(default_factory=list)
     crons: list[str] = field(default_factory=list)
+    # binding -> (namespace id, limit, period)
+    ratelimits: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
 
 def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[str, WorkerSpec]:
@@ -85,6 +94,10 @@ def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[st
             services={b["binding"]: b["service"] for b in section.get("services", [])},
             secrets_store=[b["binding"] for b in section.get("secrets_store_secrets", [])],
             crons=list(top.get("triggers", {}).get("crons", [])),
+            ratelimits={
+                b["name"]: (str(b["namespace_id"]), b["simple"]["limit"], b["simple"]["period"])
+                for b in section.get("ratelimits", [])
+            },
         )
         specs[spec.key] = spec
     return specs
@@ -109,6 +122,8 @@ class System:
         env: str | None = None,
         clock: FakeClock | None = None,
         enforce_kv_write_rate: bool = True,
+        enforce_rate_limits: bool = True,
+        client_ip: str = "203.0.113.7",
     ) -> None:
         self.clock = clock or FakeClock(EPOCH_START)
         self.clocks = Clocks(wall=self.clock, monotonic=self.clock, sleep=self.clock.sleep)
@@ -122,6 +137,8 @@ class System:
         self.traffic: list[Traffic] = []
         self.kv_namespaces: dict[str, FakeKV] = {}
         self.buckets: dict[str, FakeR2] = {}
+        self.rate_limits: dict[str, FakeRateLimit] = {}
+        self.client_ip = client_ip
         self.modules: dict[str, ModuleType] = {}
         self.envs: dict[str, FakeEnv] = {}
         for spec in self.specs.values():
@@ -131,6 +148,10 @@ class System:
                 )
             for bucket in spec.r2.values():
                 self.buckets.setdefault(bucket, FakeR2())
+            for ns, limit, period in spec.ratelimits.values():
+                self.rate_limits.setdefault(
+                    ns, FakeRateLimit(limit, period, self.clock, enforce_rate_limits)
+                )
         for spec in self.specs.values():
             overrides = dict((vars or {}).get(spec.key, {}))
             self.envs[spec.key] = self._build_env(spec, overrides)
@@ -152,6 +173,8 @@ class System:
             bindings[binding] = FakeServiceBinding(
                 spec.key, binding, service, self._invoke, self.traffic
             )
+        for binding, (ns, _, _) in spec.ratelimits.items():
+            bindings[binding] = self.rate_limits[ns]
         for binding in spec.secrets_store:
             bindings[binding] = FakeSecret(self.secrets.get(binding))
         for name, value in self.secrets.items():
@@ -214,12 +237,19 @@ class System:
         path: str,
         *,
         method: str = "GET",
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | None] | None = None,
         body: str | bytes | None = None,
     ) -> FetchResponse:
-        """Send an HTTP request to worker ``key`` (``path`` relative to its URL)."""
+        """Send an HTTP request to worker ``key`` (``path`` relative to its URL) from the
+        internet: like Cloudflare's edge, it carries ``cf-connecting-ip`` (``client_ip``) unless
+        ``headers`` set it (to None: leave it out). Service-binding fetches never carry it."""
         url = path if "://" in path else f"https://{self.specs[key].name}.test{path}"
-        options: dict[str, Any] = {"method": method, "headers": dict(headers or {})}
+        sent = {"cf-connecting-ip": self.client_ip}
+        sent.update({k.lower(): v for k, v in (headers or {}).items()})
+        options: dict[str, Any] = {
+            "method": method,
+            "headers": {k: v for k, v in sent.items() if v is not None},
+        }
         if body is not None:
             options["body"] = body
         request = Request(url, **options)

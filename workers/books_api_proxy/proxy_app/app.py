@@ -23,6 +23,7 @@ from bookmeta import (
     Request,
     Response,
     Router,
+    TooManyRequests,
     TwoTierCache,
     WorkerEnv,
     error_response,
@@ -32,6 +33,7 @@ from bookmeta import (
     serve,
 )
 
+from .clients import APP_KEYS_SECRET, INTERNAL, Gate, UnknownAppKey, identify, parse_app_keys
 from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
@@ -114,11 +116,14 @@ class App:
             monotonic_clock=env.clocks.monotonic,
             client_factory=client_factory,
         )
+        # RPC and internal calls are never limited; _handle sets the public caller's gate.
+        self.gate = Gate(env, INTERNAL)
         self.searcher = Searcher(
             self.cache,
             self.upstreams,
             schedule=env.wait_until,
             on_lookup=lambda source: isolate.metrics.incr(f"cache.{source}"),
+            admit_miss=lambda: self.gate.admit_miss(),
         )
 
     async def _google_key(self) -> str | None:
@@ -142,9 +147,34 @@ class App:
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)
-        response = await ROUTES.dispatch(request, self)
+        response = await self._admitted(request, log)
+        if response is None:
+            response = await ROUTES.dispatch(request, self)
         response.headers.update(cors_headers(origins, request.header("origin")))
         return response
+
+    async def _admitted(self, request: Request, log: Log) -> Response | None:
+        """Identify the caller and count the request: None to go on, else the refusal."""
+        app_keys: tuple[str, ...] = ()
+        if request.header("authorization") is not None:
+            app_keys = parse_app_keys(await self.env.secret(APP_KEYS_SECRET))
+        try:
+            client = identify(request, app_keys)
+        except UnknownAppKey:
+            log.warning("client.unknown_app_key")
+            return error_response(
+                401,
+                "invalid_app_key",
+                "the bearer token is not a known app key; send none to be counted by IP",
+            )
+        self.gate = Gate(self.env, client)
+        try:
+            await self.gate.admit_request()
+        except TooManyRequests as exc:
+            log.warning("client.limited", scope=client.scope.value, limit=exc.scope)
+            self.isolate.metrics.incr(f"limited.{client.scope.value}")
+            return error_for(exc)
+        return None
 
     async def _guarded(self, op: Callable[[], Awaitable[Response]]) -> Response:
         if self.config_error is not None:

@@ -20,6 +20,7 @@ from bookmeta import (
     RateLimiter,
     SettingsCache,
     SingleFlight,
+    TooManyRequests,
     WorkerEnv,
     current_clocks,
 )
@@ -86,5 +87,6 @@ class LoadAnswer(Exception):  # noqa: N818 - not an error: a load's answer, rais
 
 
 def _torn_down(exc: BaseException) -> bool:
-    """A shared load failed for a reason of the runtime, not an answer from upstream."""
-    return not isinstance(exc, BookmetaError | LoadAnswer)
+    """A joiner runs the load itself: the shared one failed for a reason of the runtime (not an
+    answer from upstream), or because the caller that started it was over its own limit."""
+    return isinstance(exc, TooManyRequests) or not isinstance(exc, BookmetaError | LoadAnswer)

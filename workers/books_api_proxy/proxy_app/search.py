@@ -102,6 +102,10 @@ def by_provider(outcomes: Sequence[Outcome]) -> dict[Provider, list[Any]]:
     return {o.provider: list(o.editions) for o in outcomes if o.ok}
 
 
+async def _admit_all() -> None:
+    """No per-client limit (RPC and internal calls)."""
+
+
 class Searcher:
     """The proxy's searches over one ``TwoTierCache`` and one ``Upstreams``."""
 
@@ -112,11 +116,15 @@ class Searcher:
         *,
         schedule: Schedule,
         on_lookup: Callable[[str], None] = lambda source: None,
+        admit_miss: Callable[[], Awaitable[None]] = _admit_all,
     ) -> None:
         self.cache = cache
         self.upstreams = upstreams
         self.schedule = schedule
         self.on_lookup = on_lookup
+        # Called before a load calls any provider: may raise TooManyRequests (the caller's
+        # miss limit); a stale entry is then served, or the 429 answered.
+        self.admit_miss = admit_miss
 
     async def _read_through(
         self, key: str, loader: Callable[[], Awaitable[Any]]
@@ -133,6 +141,7 @@ class Searcher:
         """One book by ISBN-13: its merged item, or no items."""
 
         async def load() -> dict[str, Any] | None:
+            await self.admit_miss()
             outcomes = await self.upstreams.by_isbn(isbn13)
             merged = merge(by_provider(outcomes), exact_isbn13=isbn13)
             item = to_item(merged[0]) if merged and merged[0].isbn13 == isbn13 else None
@@ -155,6 +164,7 @@ class Searcher:
         )
 
         async def load() -> list[dict[str, Any]] | None:
+            await self.admit_miss()
             outcomes = await self.upstreams.search(
                 kind.value, params.q, max_results=params.max_results, lang=lang_filter
             )

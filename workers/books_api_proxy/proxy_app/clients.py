@@ -1,0 +1,129 @@
+"""Who is calling, and whether they may: per-client limits on the public edge.
+
+The rule (README "Per-client limits"):
+
+* A request that carries no ``CF-Connecting-IP`` did not come from the internet: Cloudflare's
+  edge sets that header on every public request (a client cannot remove or forge it), and a
+  service-binding call (the warmer) has none. Such **internal** calls, and every RPC call,
+  are never limited.
+* A public request with ``Authorization: Bearer <key>`` where the key is one of the
+  ``PROXY_APP_KEYS`` secret's comma-separated keys is counted per **app** (its own, higher
+  limits); an unknown key is refused (401), never silently demoted to the IP limits.
+* Any other public request is counted per **IP**.
+* Every public request counts against the scope's request limit (``LIMIT_IP_REQUESTS`` /
+  ``LIMIT_APP_REQUESTS``); a cache miss, which costs upstream calls, counts once more against
+  the tighter miss limit (``LIMIT_IP_MISSES`` / ``LIMIT_APP_MISSES``) before it calls anyone.
+
+The limits themselves are Cloudflare Rate Limiting bindings (``[[ratelimits]]`` in the config:
+limit per 10 or 60 s period), counted across isolates. A missing binding means "no limit".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bookmeta import Request, TooManyRequests, WorkerEnv
+
+APP_KEYS_SECRET = "PROXY_APP_KEYS"
+# Scope -> the Rate Limiting binding that counts it.
+REQUEST_LIMITS = {"ip": "LIMIT_IP_REQUESTS", "app": "LIMIT_APP_REQUESTS"}
+MISS_LIMITS = {"ip": "LIMIT_IP_MISSES", "app": "LIMIT_APP_MISSES"}
+LIMIT_PERIOD_S = 60.0  # every limit's `simple.period` (a test checks the configs): Retry-After
+
+
+class Scope(StrEnum):
+    """How a caller is counted."""
+
+    INTERNAL = "internal"
+    IP = "ip"
+    APP = "app"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A caller: its scope and the key its counts are kept under (never a raw app key)."""
+
+    scope: Scope
+    key: str = ""
+
+    @property
+    def limited(self) -> bool:
+        return self.scope is not Scope.INTERNAL
+
+
+INTERNAL = Client(Scope.INTERNAL)
+
+
+class UnknownAppKey(Exception):  # noqa: N818
+    """A bearer token that is not one of the configured app keys."""
+
+
+def parse_app_keys(raw: str | None) -> tuple[str, ...]:
+    """The ``PROXY_APP_KEYS`` secret: comma-separated keys, blanks dropped."""
+    return tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.header("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _key_id(app_key: str) -> str:
+    # Counts are keyed by a digest: the key itself never reaches the limiter or a log line.
+    return hashlib.sha256(app_key.encode("utf-8")).hexdigest()[:16]
+
+
+def identify(request: Request, app_keys: tuple[str, ...]) -> Client:
+    """The caller of ``request`` (see the module docstring).
+
+    Raises:
+        UnknownAppKey: a public request's bearer token is not a configured app key.
+    """
+    ip = (request.header("cf-connecting-ip") or "").strip()
+    if not ip:
+        return INTERNAL
+    token = _bearer(request)
+    if token is None:
+        return Client(Scope.IP, f"ip:{ip}")
+    for known in app_keys:
+        if hmac.compare_digest(token.encode("utf-8"), known.encode("utf-8")):
+            return Client(Scope.APP, f"app:{_key_id(known)}")
+    raise UnknownAppKey
+
+
+class Gate:
+    """The limits of one request's caller over the env's Rate Limiting bindings."""
+
+    def __init__(self, env: WorkerEnv, client: Client) -> None:
+        self._env = env
+        self.client = client
+
+    async def _take(self, binding: str, what: str) -> None:
+        limiter = self._env.rate_limit(binding)
+        if limiter is None or await limiter.allow(self.client.key):
+            return
+        raise TooManyRequests(f"{self.client.scope.value} {what}", LIMIT_PERIOD_S)
+
+    async def admit_request(self) -> None:
+        """Count one request.
+
+        Raises:
+            TooManyRequests: the caller's request limit is spent for this period.
+        """
+        if self.client.limited:
+            await self._take(REQUEST_LIMITS[self.client.scope.value], "requests")
+
+    async def admit_miss(self) -> None:
+        """Count one cache miss (called before any upstream call).
+
+        Raises:
+            TooManyRequests: the caller's miss limit is spent for this period.
+        """
+        if self.client.limited:
+            await self._take(MISS_LIMITS[self.client.scope.value], "cache misses")
