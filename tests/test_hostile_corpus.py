@@ -17,6 +17,8 @@ DUNE = "9780441013593"
 CSV = "text/csv"
 NESTED_JSON = "[" * 5000 + "]" * 5000
 NESTED_OBJECT = '{"isbns": ' + "[" * 100 + "]" * 100 + "}"
+# Past the few thousand levels at which json.loads overflows the wasm stack (issue 13, item 1).
+DEEP = "[" * 100_000 + "]" * 100_000
 HUGE = "h" * 100_000
 LONG_CSV_LINE = ("title,author,isbn13\n" + "L" * 200_000 + ",Someone,9780441013593\n").encode()
 OPEN_QUOTE_CSV = ('title,author,isbn13\n"' + "Q" * 5000 + ",x,y\n").encode()
@@ -454,4 +456,29 @@ async def test_hostile_rpc_arguments_return_a_4xx_error_dict(
         result = await system.rpc(worker, method, *args)
     assert 400 <= result["error"]["status"] < 500
     assert result["error"]["code"] != "internal_error"
+    assert up.requests == []
+
+
+@pytest.mark.parametrize(
+    ("worker", "path", "body", "content_type", "status"),
+    [
+        pytest.param(
+            ISBNDB, "/books", '{"isbns":' + DEEP + "}", "application/json", 400, id="isbndb-books"
+        ),
+        pytest.param(WARMER, "/debug/rpc/isbndb/books", DEEP, "application/json", 400, id="rpc"),
+        pytest.param(WARMER, "/debug/rpc/proxy/health", DEEP, "application/json", 400, id="rpc2"),
+        pytest.param(WARMER, "/libraries", DEEP, CSV, 415, id="warmer-upload"),
+    ],
+)
+async def test_deep_json_is_refused_by_the_nesting_scan_before_parsing(
+    worker: str, path: str, body: str, content_type: str, status: int
+) -> None:
+    """A 100,000-level body is refused naming the nesting limit (json.loads never sees it)."""
+    system = make_system()
+    headers = {**AUTH, "content-type": content_type}
+    with mocked() as up:
+        resp = await system.fetch(worker, path, method="POST", headers=headers, body=body)
+        error = json.loads(await resp.text())["error"]
+    assert resp.status == status, error
+    assert "nested deeper than 32 levels" in error["message"]
     assert up.requests == []

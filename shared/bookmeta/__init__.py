@@ -44,6 +44,7 @@ from ._isbn import (
     to_isbn10,
     to_isbn13,
 )
+from ._json import MAX_JSON_DEPTH, json_depth, parse_json
 from ._keys import (
     AUTHOR_PAGE_SIZE,
     AUTHOR_WARM_MAX_RESULTS,
@@ -69,6 +70,7 @@ __all__ = [
     "AUTHOR_WARM_MAX_RESULTS",
     "DEFAULT_LANG",
     "KEY_VERSION",
+    "MAX_JSON_DEPTH",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "WARM_ISBNS_MAX",
@@ -126,9 +128,11 @@ __all__ = [
     "is_isbn10",
     "is_isbn13",
     "isbn_key",
+    "json_depth",
     "json_response",
     "normalize_display",
     "normalize_key",
+    "parse_json",
     "parse_retry_after",
     "request_json",
     "response_for_error",

@@ -23,11 +23,11 @@ from ._errors import (
     RateLimited,
     UpstreamError,
 )
+from ._json import parse_json
 
 log = logging.getLogger("bookmeta.http")
 
 JSON_TYPE = "application/json; charset=utf-8"
-MAX_JSON_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +62,8 @@ class Request:
         return self.headers.get(name.lower())
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises InvalidInput on anything else."""
-        try:
-            data = json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise InvalidInput("body", "request body must be valid UTF-8 JSON") from exc
-        if _depth(data) > MAX_JSON_DEPTH:
-            raise InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        return data
+        """The body parsed as JSON (nesting bounded first); raises InvalidInput on anything else."""
+        return parse_json(self.body)
 
 
 @dataclass(slots=True)
@@ -85,19 +79,8 @@ class Response:
         return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises ValueError when it is not."""
-        return json.loads(self.body)
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    # Iterative enough for the bounded depth we accept; json.loads already caps recursion.
-    if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        """The body parsed as JSON (nesting bounded first); raises ValueError when it is not."""
+        return parse_json(self.body, param="response")
 
 
 def json_response(
