@@ -22,10 +22,12 @@ from ._errors import (
     ConfigError,
     InvalidInput,
     InvalidISBN,
+    PayloadTooLarge,
     RateLimited,
     UpstreamError,
 )
 from ._http import (
+    BodyStream,
     Request,
     Response,
     Router,
@@ -77,6 +79,7 @@ __all__ = [
     "Blob",
     "BlobListing",
     "BlobStore",
+    "BodyStream",
     "BookmetaError",
     "BreakerEvent",
     "BreakerRegistry",
@@ -98,6 +101,7 @@ __all__ = [
     "Lookup",
     "Metrics",
     "ObservedService",
+    "PayloadTooLarge",
     "Query",
     "QueryKind",
     "RateLimited",

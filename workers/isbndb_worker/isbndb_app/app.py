@@ -84,9 +84,7 @@ class App:
 
     async def _http_books(self, request: Request) -> Response:
         async def parse_then_lookup() -> Outcome:
-            if len(request.body) > MAX_BODY_BYTES:
-                raise InvalidInput("body", f"body must be at most {MAX_BODY_BYTES} bytes")
-            payload = request.json()
+            payload = await request.read_json(MAX_BODY_BYTES)
             if not isinstance(payload, dict) or "isbns" not in payload:
                 raise InvalidInput("isbns", 'body must be a JSON object {"isbns": [...]}')
             return await self._books(payload["isbns"])
