@@ -59,7 +59,14 @@ from ._keys import (
     search_key,
 )
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
-from ._query import Query, QueryKind, classify, normalize_display, normalize_key
+from ._query import (
+    Query,
+    QueryKind,
+    classify,
+    drop_format_chars,
+    normalize_display,
+    normalize_key,
+)
 from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
 from ._serve import serve
@@ -125,6 +132,7 @@ __all__ = [
     "classify",
     "clean",
     "current_clocks",
+    "drop_format_chars",
     "error_response",
     "extract_all",
     "extract_isbn",
