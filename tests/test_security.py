@@ -397,3 +397,31 @@ async def test_a_body_without_a_length_is_cut_at_the_limit(
     error = json.loads(await resp.text())["error"]
     assert (resp.status, error["code"], error["limit"]) == (413, "too_large", limit)
     assert limit < request.bytes_read <= limit + CHUNK_BYTES
+
+
+SNIFFABLE = [
+    pytest.param(WARMER, "GET", "/libraries/%3Cscript%3Ealert(1)%3C%2Fscript%3E", 404, id="echo"),
+    pytest.param(WARMER, "GET", "/health", 200, id="warmer-health"),
+    pytest.param(WARMER, "POST", "/libraries", 401, id="warmer-401"),
+    pytest.param(WARMER, "DELETE", "/libraries", 405, id="warmer-405"),
+    pytest.param(WARMER, "GET", "/debug/proxy/%3Cb%3E", 404, id="warmer-debug-forward-404"),
+    pytest.param(PROXY, "GET", "/search/auto?q=%3Cscript%3E&maxResults=x", 400, id="proxy-400"),
+    pytest.param(PROXY, "GET", "/%3Cscript%3E", 404, id="proxy-404"),
+    pytest.param(PROXY, "OPTIONS", "/search/auto", 204, id="proxy-preflight"),
+    pytest.param(ISBNDB, "GET", "/book/%3Cscript%3E", 400, id="isbndb-400"),
+    pytest.param(ISBNDB, "GET", "/health", 200, id="isbndb-health"),
+]
+
+
+@pytest.mark.parametrize(("worker", "method", "path", "status"), SNIFFABLE)
+async def test_every_response_carries_nosniff_and_a_locked_down_csp(
+    worker: str, method: str, path: str, status: int
+) -> None:
+    """JSON answers (errors that echo input included) are never sniffed or framed as a page."""
+    system = System(secrets=SECRETS)
+    headers = AUTH if "/debug/" in path else {"origin": "https://app.test"}
+    resp = await system.fetch(worker, path, method=method, headers=headers)
+    assert resp.status == status, await resp.text()
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["referrer-policy"] == "no-referrer"
