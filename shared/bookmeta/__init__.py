@@ -69,6 +69,7 @@ from ._query import (
 )
 from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
+from ._rpc import refuse_extra_args
 from ._serve import serve
 from ._singleflight import SingleFlight
 from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
@@ -146,6 +147,7 @@ __all__ = [
     "normalize_key",
     "parse_json",
     "parse_retry_after",
+    "refuse_extra_args",
     "request_json",
     "response_for_error",
     "retry",
