@@ -33,6 +33,7 @@ from bookmeta import (
     serve,
 )
 
+from . import validation
 from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
@@ -40,7 +41,7 @@ from .search import AllProvidersFailed, Searcher, SearchResult
 from .upstreams import ClientFactory, Upstreams
 from .validation import SearchParams, isbn, key_list, search_params, search_query
 from .volumes import envelope
-from .warm import warm_isbns
+from .warm import Deadline, warm_isbns
 
 WORKER = "books_api_proxy"
 VERSION = "1.0.0"
@@ -309,15 +310,28 @@ class App:
 
         return await self._rpc(op, "search_title", extra, 4)
 
-    async def warm_isbns(self, isbns: Any = None, *extra: Any) -> JsonBody:
-        """RPC: warm the cache for many ISBNs (see ``warm.warm_isbns``)."""
+    async def warm_isbns(self, isbns: Any = None, budget_ms: Any = None, *extra: Any) -> JsonBody:
+        """RPC ``warm_isbns(isbns, budget_ms)``: warm the cache for many ISBNs.
+
+        ``budget_ms`` is how long the caller waits (None: no deadline); past it no upstream
+        call is made and the answer comes back (see ``warm.warm_isbns``).
+        """
+        started = self.env.clocks.monotonic()
 
         async def op() -> JsonBody:
+            budget = validation.budget_ms(budget_ms)
+            deadline = None
+            if budget is not None:
+                deadline = Deadline(started + budget / 1000.0, self.env.clocks.monotonic, budget)
             return await warm_isbns(
-                isbns, cache=self.cache, upstreams=self.upstreams, clock=self.env.clocks.wall
+                isbns,
+                cache=self.cache,
+                upstreams=self.upstreams,
+                clock=self.env.clocks.wall,
+                deadline=deadline,
             )
 
-        return await self._rpc(op, "warm_isbns", extra, 1)
+        return await self._rpc(op, "warm_isbns", extra, 2)
 
     async def cache_status(self, keys: Any = None, *extra: Any) -> JsonBody:
         """RPC: where each key is cached and until when."""
