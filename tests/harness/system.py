@@ -222,7 +222,11 @@ class System:
         options: dict[str, Any] = {"method": method, "headers": dict(headers or {})}
         if body is not None:
             options["body"] = body
-        request = Request(url, **options)
+        return await self.send(key, Request(url, **options))
+
+    async def send(self, key: str, request: Request) -> FetchResponse:
+        """Send a runtime request to worker ``key``; the caller keeps it (``bytes_read``)."""
+        url = request.url
 
         async def call(entry: Any) -> Any:
             return await entry.fetch(request)
