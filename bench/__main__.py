@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, imports, latency
+from bench import cost, hardening, imports, latency
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -60,6 +60,13 @@ def _print_imports(imp: dict[str, Any]) -> None:
         print(_row(name, f["ms"], f["modules"], f.get("ratio_to_httpx", 1.0)))
 
 
+def _print_hardening(h: dict[str, Any]) -> None:
+    print("\n== Refusing hostile bodies (pure functions, median of 5) ==")
+    print(_row("operation", "bytes", "ms"))
+    for name, f in h.items():
+        print(f"   {name:<32}{f['bytes']:>12,}{f['ms']:>12}")
+
+
 async def _measure_quietly(coro: Any) -> Any:
     # The workers log one JSON line per request to stdout; keep the report readable.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -78,6 +85,8 @@ def main() -> int:
     _print_latency(results["latency"])
     results["single_flight"] = asyncio.run(_measure_quietly(latency.single_flight()))
     _print_single_flight(results["single_flight"])
+    results["hardening"] = hardening.measure()
+    _print_hardening(results["hardening"])
     results["imports"] = imports.measure()
     _print_imports(results["imports"])
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -164,6 +164,15 @@ def test_binding_matrix(worker: str, env: str | None) -> None:
     assert all(isinstance(v, str) for v in table["vars"].values())
 
 
+@pytest.mark.parametrize("env", ALL_ENVS, ids=_id)
+def test_the_isbndb_leaf_is_never_public(env: str | None) -> None:
+    """The leaf has no workers.dev URL, no preview URLs and no routes in any environment."""
+    table = section(load("isbndb"), env)
+    assert table.get("workers_dev") is False
+    assert table.get("preview_urls") is False
+    assert not {"route", "routes"} & set(table)
+
+
 def test_no_back_edges() -> None:
     """Service bindings only go down the chain warmer -> proxy -> isbndb; the leaf binds nothing."""
     order = ["isbndb", "proxy", "warmer"]
@@ -298,6 +307,7 @@ def test_wrangler_dry_run(worker: str, env: str | None, tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "--dry-run: exiting now." in output
+    assert "nexpected field" not in output  # a misspelt or misplaced key is only a warning
     assert (tmp_path / "out" / "entry.py").is_file()
     for binding in SERVICES[worker]:
         assert f"env.{binding} ({NAMES[SERVICES[worker][binding]][env]})" in output

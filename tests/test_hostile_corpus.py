@@ -17,6 +17,8 @@ DUNE = "9780441013593"
 CSV = "text/csv"
 NESTED_JSON = "[" * 5000 + "]" * 5000
 NESTED_OBJECT = '{"isbns": ' + "[" * 100 + "]" * 100 + "}"
+# Past the few thousand levels at which json.loads overflows the wasm stack (issue 13, item 1).
+DEEP = "[" * 100_000 + "]" * 100_000
 HUGE = "h" * 100_000
 LONG_CSV_LINE = ("title,author,isbn13\n" + "L" * 200_000 + ",Someone,9780441013593\n").encode()
 OPEN_QUOTE_CSV = ('title,author,isbn13\n"' + "Q" * 5000 + ",x,y\n").encode()
@@ -441,6 +443,24 @@ RPC_CORPUS = [
     pytest.param(PROXY, "search_isbn", [HUGE], id="rpc-proxy-isbn-huge"),
     pytest.param(PROXY, "warm_isbns", [[DUNE] * 1001], id="rpc-proxy-warm-too-many"),
     pytest.param(PROXY, "cache_status", [["k" * 600]], id="rpc-proxy-cache-status-long-key"),
+    # Wrong argument counts (issue 13, item 6): missing required ones, surplus ones.
+    pytest.param(ISBNDB, "author", [], id="rpc-isbndb-author-no-args"),
+    pytest.param(ISBNDB, "book", [], id="rpc-isbndb-book-no-args"),
+    pytest.param(ISBNDB, "books", [], id="rpc-isbndb-books-no-args"),
+    pytest.param(ISBNDB, "book", [DUNE, "extra"], id="rpc-isbndb-book-extra-arg"),
+    pytest.param(ISBNDB, "author", ["Herbert", 1, 5, "en", 0], id="rpc-isbndb-author-5-args"),
+    pytest.param(ISBNDB, "health", [1], id="rpc-isbndb-health-extra-arg"),
+    pytest.param(ISBNDB, "metrics", [None], id="rpc-isbndb-metrics-extra-arg"),
+    pytest.param(PROXY, "search_auto", [], id="rpc-proxy-auto-no-args"),
+    pytest.param(PROXY, "search_author", [], id="rpc-proxy-author-no-args"),
+    pytest.param(PROXY, "search_title", [], id="rpc-proxy-title-no-args"),
+    pytest.param(PROXY, "search_isbn", [], id="rpc-proxy-isbn-no-args"),
+    pytest.param(PROXY, "search_auto", ["dune", 5, True, "en", 1], id="rpc-proxy-auto-5-args"),
+    pytest.param(PROXY, "warm_isbns", [], id="rpc-proxy-warm-no-args"),
+    pytest.param(PROXY, "cache_status", [], id="rpc-proxy-cache-status-no-args"),
+    pytest.param(PROXY, "cache_status", [[], []], id="rpc-proxy-cache-status-extra-arg"),
+    pytest.param(PROXY, "health", ["x"], id="rpc-proxy-health-extra-arg"),
+    pytest.param(PROXY, "metrics", [1, 2], id="rpc-proxy-metrics-extra-args"),
 ]
 
 
@@ -455,3 +475,49 @@ async def test_hostile_rpc_arguments_return_a_4xx_error_dict(
     assert 400 <= result["error"]["status"] < 500
     assert result["error"]["code"] != "internal_error"
     assert up.requests == []
+
+
+@pytest.mark.parametrize(
+    ("worker", "path", "body", "content_type", "status"),
+    [
+        pytest.param(
+            ISBNDB, "/books", '{"isbns":' + DEEP + "}", "application/json", 400, id="isbndb-books"
+        ),
+        pytest.param(WARMER, "/debug/rpc/isbndb/books", DEEP, "application/json", 400, id="rpc"),
+        pytest.param(WARMER, "/debug/rpc/proxy/health", DEEP, "application/json", 400, id="rpc2"),
+        pytest.param(WARMER, "/libraries", DEEP, CSV, 415, id="warmer-upload"),
+    ],
+)
+async def test_deep_json_is_refused_by_the_nesting_scan_before_parsing(
+    worker: str, path: str, body: str, content_type: str, status: int
+) -> None:
+    """A 100,000-level body is refused naming the nesting limit (json.loads never sees it)."""
+    system = make_system()
+    headers = {**AUTH, "content-type": content_type}
+    with mocked() as up:
+        resp = await system.fetch(worker, path, method="POST", headers=headers, body=body)
+        error = json.loads(await resp.text())["error"]
+    assert resp.status == status, error
+    assert "nested deeper than 32 levels" in error["message"]
+    assert up.requests == []
+
+
+async def test_missing_trailing_rpc_arguments_take_their_defaults() -> None:
+    """search_auto("x") and author("x") (the rest left out) answer like None arguments."""
+    system = make_system()
+    with mocked():
+        auto = await system.rpc(PROXY, "search_auto", "Frank Herbert")
+        author = await system.rpc(ISBNDB, "author", "Frank Herbert")
+    assert auto["kind"] == "books#volumes"
+    assert "error" not in auto
+    assert author["author"] == "Frank Herbert"
+    assert "error" not in author
+
+
+async def test_a_wrong_argument_count_names_the_method_and_the_count() -> None:
+    """A surplus argument is a 400 invalid_input on ``args`` saying how many are accepted."""
+    system = make_system()
+    result = await system.rpc(PROXY, "search_isbn", DUNE, "surplus")
+    error = result["error"]
+    assert (error["status"], error["code"], error["param"]) == (400, "invalid_input", "args")
+    assert "search_isbn takes at most 1 argument, got 2" in error["message"]

@@ -9,6 +9,7 @@ import pytest
 from bookmeta import (
     CircuitOpen,
     InvalidInput,
+    PayloadTooLarge,
     RateLimited,
     Request,
     Response,
@@ -90,10 +91,71 @@ def test_undecodable_query_is_invalid_input() -> None:
     [b"not json", b"\xff\xfe", b"[" * 100 + b"]" * 100, b"[" * 5000],
     ids=["text", "binary", "deep", "unbalanced"],
 )
-def test_bad_json_bodies_are_invalid_input(body: bytes) -> None:
+async def test_bad_json_bodies_are_invalid_input(body: bytes) -> None:
     """Non-JSON, non-UTF-8 and deeply nested bodies raise InvalidInput."""
     with pytest.raises(InvalidInput):
-        req("/x", "POST", body).json()
+        await req("/x", "POST", body).read_json(1024 * 1024)
+
+
+class CountingStream:
+    """A BodyStream that records every read and the limit it was given."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.limits: list[int] = []
+
+    async def read(self, max_bytes: int) -> bytes:
+        self.limits.append(max_bytes)
+        if len(self.data) > max_bytes:
+            raise PayloadTooLarge(max_bytes)
+        return self.data
+
+
+def streamed(body: bytes, headers: dict[str, str] | None = None) -> tuple[Request, CountingStream]:
+    stream = CountingStream(body)
+    return Request("POST", "https://w.test/x", headers or {}, stream=stream), stream
+
+
+async def test_read_body_streams_with_the_limit() -> None:
+    """A streamed body is read once, with the caller's limit."""
+    request, stream = streamed(b'{"a": 1}')
+    assert await request.read_json(100) == {"a": 1}
+    assert stream.limits == [100]
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    """Content-Length past the limit raises PayloadTooLarge without touching the stream."""
+    request, stream = streamed(b"x" * 10, {"content-length": "5000"})
+    with pytest.raises(PayloadTooLarge) as exc:
+        await request.read_body(100)
+    assert (exc.value.max_bytes, exc.value.declared, exc.value.param) == (100, 5000, "body")
+    assert stream.limits == []
+
+
+@pytest.mark.parametrize("header", ["", "abc", "-1", "\u0661\u0662"], ids=repr)
+async def test_a_missing_or_odd_length_leaves_the_count_to_the_stream(header: str) -> None:
+    """Without a usable Content-Length the stream's running count enforces the limit."""
+    request, stream = streamed(b"x" * 500, {"content-length": header} if header else {})
+    assert request.content_length is None
+    with pytest.raises(PayloadTooLarge):
+        await request.read_body(100)
+    assert stream.limits == [100]
+
+
+async def test_a_buffered_body_is_held_to_the_same_limit() -> None:
+    """A Request built with its body (tests, outgoing calls) is checked against the limit too."""
+    assert await req("/x", "POST", b"abc").read_body(3) == b"abc"
+    with pytest.raises(PayloadTooLarge):
+        await req("/x", "POST", b"abcd").read_body(3)
+
+
+def test_payload_too_large_is_a_413_naming_the_limit() -> None:
+    """PayloadTooLarge maps to 413 too_large with the limit in the error."""
+    resp = response_for_error(PayloadTooLarge(100, declared=5000))
+    assert resp.status == 413
+    error = resp.json()["error"]
+    assert (error["code"], error["param"], error["limit"]) == ("too_large", "body", 100)
+    assert "5000" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,14 @@ def test_documented_book_is_normalized() -> None:
     }
 
 
+def test_format_characters_are_dropped_from_text() -> None:
+    """A title or author with a bidi override is kept without it."""
+    raw = {**fixture("book")["book"], "title": "\u202eenuD", "authors": ["\u2067Frank Herbert"]}
+    book = parse_book_response({"book": raw})
+    assert book is not None
+    assert (book.title, book.authors) == ("enuD", ("Frank Herbert",))
+
+
 def test_old_spelling_and_loose_types() -> None:
     """`synopsys`, a numeric year, string pages and messy author lists are tolerated."""
     book = parse_book_response(fixture("book_synopsys"))

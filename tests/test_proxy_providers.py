@@ -36,6 +36,16 @@ def test_google_maps_volume_info() -> None:
     assert Identifier("ISBN_10", "0441013597") in dune.identifiers
 
 
+def test_provider_text_loses_format_characters() -> None:
+    """Titles and authors from a provider lose bidi overrides (they would show reversed)."""
+    data = load("google/volumes_isbn_dune.json")
+    info = data["items"][0]["volumeInfo"]
+    info["title"] = "\u202eenuD"
+    info["authors"] = ["Frank\u2066 Herbert\u2069", "Frank Herbert"]
+    dune = google.parse_volumes(data)[0]
+    assert (dune.title, dune.authors) == ("enuD", ("Frank Herbert",))
+
+
 def test_google_isbn_lookup_drops_other_books() -> None:
     """An isbn: answer that includes another book keeps only the asked ISBN."""
     editions = google.parse_volumes(load("google/volumes_isbn_dune.json"))

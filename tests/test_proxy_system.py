@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 from test_proxy_support import (
+    BOOKS,
     CHILDREN,
     DUNE,
     ISBNDB_HOST,
@@ -22,7 +23,7 @@ from test_proxy_support import (
     mocked,
 )
 
-from bookmeta import author_warm_key, isbn_key, search_key
+from bookmeta import FakeClock, author_warm_key, isbn_key, search_key
 from bookmeta._env import use_clocks
 from bookmeta.runtime import RuntimeEnv
 from harness import FakeContext
@@ -240,6 +241,76 @@ async def test_warm_reports_failures_without_negative_entries() -> None:
     assert report["failed"][0]["isbn"] == UNKNOWN
     assert "google" in report["failed"][0]["reason"]
     assert isbn_key(UNKNOWN) not in system.kv(WORKER, "CACHE").dump()
+
+
+class SlowIsbndb(Upstream):
+    """ISBNdb's bulk answer takes ``seconds`` on the harness clock (it advances while serving)."""
+
+    clock: FakeClock | None = None
+    seconds: float = 0.0
+
+    async def isbndb(self, request: httpx.Request) -> httpx.Response:
+        assert self.clock is not None
+        self.clock.advance(self.seconds)
+        return await super().isbndb(request)
+
+
+async def test_warm_isbns_asks_nothing_more_once_the_callers_deadline_passed() -> None:
+    """Past budget_ms no step starts: found books are stored, the rest fails as 'deadline'."""
+    system = make_system()
+    up = SlowIsbndb(knows={"isbndb": {DUNE}, "openlibrary": set(BOOKS), "google": set(BOOKS)})
+    up.clock, up.seconds = system.clock, 2.0
+    with mocked(up):
+        report = await system.rpc(WORKER, "warm_isbns", [DUNE, MESSIAH, CHILDREN], 1000)
+    assert report["warmed"] == [DUNE]
+    assert [f["isbn"] for f in report["failed"]] == [MESSIAH, CHILDREN]
+    assert all(
+        f["reason"] == "deadline: the caller's 1000 ms ran out first; retry later"
+        for f in report["failed"]
+    )
+    assert (up.calls("openlibrary"), up.calls("google")) == ([], [])
+    assert report["upstreamCalls"] == {"isbndb": 1, "openlibrary": 0, "google": 0}
+    assert isbn_key(DUNE) in system.kv(WORKER, "CACHE").dump()
+    assert isbn_key(MESSIAH) not in system.kv(WORKER, "CACHE").dump()
+
+
+async def test_warm_isbns_within_its_budget_is_unchanged() -> None:
+    """A budget that is not spent changes nothing: every step runs."""
+    system = make_system()
+    up = Upstream(knows={"isbndb": {DUNE}, "openlibrary": {MESSIAH}, "google": {CHILDREN}})
+    with mocked(up):
+        report = await system.rpc(WORKER, "warm_isbns", [DUNE, MESSIAH, CHILDREN], 10_000)
+    assert report["warmed"] == [DUNE, MESSIAH, CHILDREN]
+    assert report["failed"] == []
+
+
+async def test_a_step_still_running_at_the_deadline_is_cut() -> None:
+    """Google hanging past the deadline is cancelled; its ISBNs fail as 'deadline' at once."""
+    system = make_system()
+    up = Upstream(knows={"isbndb": set(), "openlibrary": set(), "google": set(BOOKS)})
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        up.requests.append(request)
+        await asyncio.sleep(30)  # real time: only the deadline (1.5 s) ends it
+        raise AssertionError("not cancelled at the deadline")
+
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="www.googleapis.com").mock(side_effect=hang)
+        router.route(host="openlibrary.org").mock(side_effect=up.openlibrary)
+        router.route(host=ISBNDB_HOST).mock(side_effect=up.isbndb)
+        report = await system.rpc(WORKER, "warm_isbns", [DUNE], 1500)
+    assert len(up.calls("google")) == 1
+    assert report["failed"] == [
+        {"isbn": DUNE, "reason": "deadline: the caller's 1500 ms ran out first; retry later"}
+    ]
+
+
+@pytest.mark.parametrize("budget", [0, -5, 600_001, "1000", True, 1.5], ids=repr)
+async def test_a_bad_budget_is_a_400_on_budget_ms(budget: object) -> None:
+    """budget_ms is whole milliseconds from 1 to 600,000 (or None: no deadline)."""
+    system = make_system()
+    report = await system.rpc(WORKER, "warm_isbns", [DUNE], budget)
+    assert (report["error"]["status"], report["error"]["param"]) == (400, "budget_ms")
 
 
 async def test_cache_status_reports_tiers() -> None:

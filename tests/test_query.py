@@ -1,5 +1,6 @@
 import dataclasses
 import re
+import unicodedata
 
 import pytest
 from hypothesis import assume, given
@@ -25,6 +26,13 @@ DOSTOEVSKY = (
         pytest.param("\uff24\uff55\uff4e\uff45", "Dune", id="full-width"),
         pytest.param("a\u00a0b", "a b", id="nbsp"),
         pytest.param("   ", "", id="blank"),
+        pytest.param("\u202ecsv.exe", "csv.exe", id="bidi-override"),
+        pytest.param("Frank\u2066 Herbert\u2069\u200e", "Frank Herbert", id="isolates-and-marks"),
+        pytest.param("Her\u00adbert\ufeff", "Herbert", id="soft-hyphen-and-bom"),
+        pytest.param("e\u200b\u0301", "\u00e9", id="dropped-before-nfkc-composes"),
+        pytest.param("\u202e", "", id="only-format"),
+        pytest.param("\u0645\u06cc\u200c\u062e", "\u0645\u06cc\u200c\u062e", id="zwnj-kept"),
+        pytest.param("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb", id="zwj-kept"),
     ],
 )
 def test_normalize_display(raw: str, expected: str) -> None:
@@ -68,6 +76,15 @@ def test_normalize_key_is_idempotent(text: str) -> None:
     """normalize_key() of its own output changes nothing."""
     once = normalize_key(text)
     assert normalize_key(once) == once
+
+
+@given(st.text())
+def test_normalize_display_leaves_no_format_character_but_zwnj_and_zwj(text: str) -> None:
+    """No Unicode Cf character (bidi controls...) survives, except ZWNJ and ZWJ."""
+    shown = normalize_display(text)
+    assert [ch for ch in shown if unicodedata.category(ch) == "Cf"] == [
+        ch for ch in shown if ch in "\u200c\u200d"
+    ]
 
 
 @given(st.text())

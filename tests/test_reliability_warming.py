@@ -6,6 +6,7 @@ advanced 900 s between ticks, while the proxy binding or the providers fail mid-
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
@@ -257,8 +258,9 @@ async def test_a_hung_binding_costs_one_attempt_not_the_run() -> None:
         assert stuck["lastRun"]["stoppedBy"] == "transient_error"
         assert stuck["done"] == 0
         proxy.hung = False
-        # Answers now come at once; a real-time 50 ms would time out on a loaded machine.
-        system.envs[WARMER].WARM_CALL_TIMEOUT_MS = "10000"
+        # Healthy again: back to the normal wait (50 ms of real time is too tight for a whole
+        # search on a loaded machine, and the test is about the hang, not about speed).
+        system.envs[WARMER].WARM_CALL_TIMEOUT_MS = "15000"
         for _ in range(8):
             await tick(system)
             progress = await check_progress(system, job)
@@ -266,3 +268,46 @@ async def test_a_hung_binding_costs_one_attempt_not_the_run() -> None:
                 break
     assert (progress["done"], progress["failed"], progress["remaining"]) == (20, 4, 0)
     assert only_unlisted_authors_failed(progress)
+
+
+async def test_the_warmer_gives_warm_isbns_its_deadline() -> None:
+    """Every warm_isbns call carries budget_ms: 80 % of what the warmer waits for the answer."""
+    system = make_system(WARM_CALL_TIMEOUT_MS="10000")
+    with switchable(set()):
+        status, _ = await upload(system, library("goodreads_24.csv"))
+        assert status == 201
+        await tick(system)
+    calls = [t for t in system.traffic if t.kind == "rpc" and t.target == "warm_isbns"]
+    assert calls
+    for call in calls:
+        isbns, budget_ms = ast.literal_eval(call.payload)
+        assert isbns
+        assert budget_ms == 8000
+
+
+@contextmanager
+def hanging() -> Iterator[None]:
+    """Every provider accepts the request and never answers (real time)."""
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(60)
+        raise AssertionError("a hung call outlived every deadline")
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        for host in HOSTS.values():
+            router.route(host=host).mock(side_effect=hang)
+        yield
+
+
+async def test_with_every_provider_hanging_warm_isbns_answers_before_the_warmer_gives_up() -> None:
+    """The proxy stops at the warmer's deadline and answers; nothing runs on unawaited."""
+    system = make_system(WARM_CALL_TIMEOUT_MS="2000")
+    status, summary = await upload(system, library("goodreads_24.csv"))
+    assert status == 201
+    with hanging():
+        await asyncio.wait_for(tick(system), timeout=10)
+    progress = await check_progress(system, summary["id"])
+    run = progress["lastRun"]
+    assert run["stoppedBy"] == "transient_error"
+    assert "deadline: the caller's 1600 ms ran out first" in run["detail"], run["detail"]
+    assert "no answer within" not in run["detail"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from workers import JsDict
+import pytest
+from workers import CHUNK_BYTES, JsDict
 from workers import Request as RuntimeRequest
 
-from bookmeta import FakeClock, Request
+from bookmeta import FakeClock, PayloadTooLarge, Request
 from bookmeta.runtime import (
     KVBinding,
     R2Binding,
@@ -19,12 +20,47 @@ from harness.system import FakeEnv
 
 
 async def test_request_round_trip() -> None:
-    """A runtime request becomes a Request with lower-case headers and its body."""
+    """A runtime request becomes a Request with lower-case headers, its body left unread."""
     raw = RuntimeRequest(
         "https://w.test/a?b=1", method="POST", headers={"X-Thing": "v"}, body="hello"
     )
     got = await read_request(raw)
-    assert got == Request("POST", "https://w.test/a?b=1", {"x-thing": "v"}, b"hello")
+    assert got == Request("POST", "https://w.test/a?b=1", {"x-thing": "v"})
+    assert (raw.bytes_read, raw.body_used) == (0, False)
+    assert await got.read_body(5) == b"hello"
+    assert raw.bytes_read == 5
+
+
+async def test_a_streamed_body_is_cut_one_chunk_past_the_limit() -> None:
+    """Past the limit the stream is cancelled: at most one chunk beyond it was read."""
+    raw = RuntimeRequest("https://w.test/a", method="POST", body=b"x" * (10 * CHUNK_BYTES))
+    got = await read_request(raw)
+    with pytest.raises(PayloadTooLarge):
+        await got.read_body(2 * CHUNK_BYTES + 1)
+    assert raw.bytes_read == 3 * CHUNK_BYTES
+
+
+async def test_a_request_without_a_body_reads_as_empty() -> None:
+    """A POST with no body (JS null) reads as b''; a GET has no stream at all."""
+    assert (
+        await (await read_request(RuntimeRequest("https://w.test/", method="POST"))).read_body(1)
+        == b""
+    )
+    assert (await read_request(RuntimeRequest("https://w.test/"))).stream is None
+
+
+async def test_the_stub_body_is_read_once_either_way() -> None:
+    """As in the runtime: a streamed body cannot be read whole afterwards, nor locked twice."""
+    raw = RuntimeRequest("https://w.test/a", method="POST", body="hello")
+    stream = raw.body
+    assert stream is raw.body
+    assert stream is not None
+    reader = stream.getReader()
+    with pytest.raises(TypeError):
+        stream.getReader()
+    assert (await reader.read()).value.to_bytes() == b"hello"
+    with pytest.raises(TypeError):
+        await raw.bytes()
 
 
 def test_null_body_statuses_send_no_body() -> None:

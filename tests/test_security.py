@@ -14,6 +14,8 @@ import httpx
 import pytest
 import respx
 from test_warmer_support import BATCH_CRON, VERIFY_CRON, _google, _isbndb, _openlibrary, library
+from workers import CHUNK_BYTES
+from workers import Request as RuntimeRequest
 
 from harness import FakeKV, FakeR2, FakeSecret, FakeServiceBinding, System
 
@@ -307,3 +309,119 @@ def test_runtime_envs_expose_only_the_matrix(env: str | None) -> None:
     assert all(isinstance(vars(isbndb_env)[name], str) for name in spec.vars)
     for name in ("ISBNDB_WORKER", "BOOKS_API_PROXY", "CACHE", "WARMING_CACHE", "LIBRARY_DATA"):
         assert not hasattr(isbndb_env, name)
+
+
+MIB = 1024 * 1024
+BIG = b"x" * (11 * MIB)  # past the warmer's default MAX_UPLOAD_BYTES (10 MiB)
+LYING = {"content-length": str(95 * MIB)}  # says 95 MB, as the probe sent
+
+
+def refused(
+    worker: str,
+    method: str,
+    path: str,
+    status: int,
+    *,
+    id: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = BIG,
+) -> Any:
+    """One request that must be refused from its method, route, headers and token alone."""
+    return pytest.param(worker, method, path, headers or {}, body, status, id=id)
+
+
+UNREAD = [
+    refused(WARMER, "POST", "/libraries", 401, id="upload-without-token"),
+    refused(WARMER, "POST", "/libraries", 401, headers=LYING, id="upload-95mb-without-token"),
+    refused(
+        WARMER, "POST", "/libraries", 413, headers={**AUTH, **LYING}, id="upload-declared-95mb"
+    ),
+    refused(
+        WARMER,
+        "POST",
+        "/libraries",
+        415,
+        headers={**AUTH, "content-type": "application/zip"},
+        id="upload-wrong-type",
+    ),
+    refused(WARMER, "POST", "/libraries/x/warm", 401, id="warm-without-token"),
+    refused(WARMER, "POST", "/libraries/20260101t000000-abcdef/warm", 404, headers=AUTH, id="warm"),
+    refused(WARMER, "PUT", "/health", 405, id="warmer-put-health"),
+    refused(WARMER, "POST", "/nowhere", 404, id="warmer-unknown-route"),
+    refused(WARMER, "POST", "/debug/rpc/proxy/health", 401, id="debug-rpc-without-token"),
+    refused(WARMER, "POST", "/debug/proxy/health", 405, headers=AUTH, id="debug-forward-post"),
+    refused(
+        WARMER, "POST", "/debug/rpc/proxy/warm_isbns", 404, headers=AUTH, id="debug-rpc-hidden"
+    ),
+    refused(WARMER, "PUT", "/debug/rpc/proxy/health", 405, headers=AUTH, id="debug-rpc-put"),
+    refused(PROXY, "POST", "/search/auto?q=dune", 405, id="proxy-post-search"),
+    refused(PROXY, "PUT", "/health", 405, id="proxy-put-health"),
+    refused(ISBNDB, "PUT", "/health", 405, id="isbndb-put-health"),
+    refused(ISBNDB, "POST", "/books", 413, headers=LYING, id="isbndb-books-declared-95mb"),
+    refused(ISBNDB, "POST", "/nowhere", 404, id="isbndb-unknown-route"),
+]
+
+
+@pytest.mark.parametrize(("worker", "method", "path", "headers", "body", "status"), UNREAD)
+async def test_refused_requests_are_answered_without_reading_the_body(
+    worker: str, method: str, path: str, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    """Method, route, token, type and Content-Length refusals come before reading one byte."""
+    system = System(secrets=SECRETS)
+    request = RuntimeRequest(
+        f"https://{worker}.test{path}", method=method, headers=headers, body=body
+    )
+    resp = await system.send(worker, request)
+    assert resp.status == status, await resp.text()
+    assert json.loads(await resp.text())["error"]["code"]
+    assert (request.bytes_read, request.body_used) == (0, False)
+
+
+@pytest.mark.parametrize(
+    ("worker", "path", "headers", "limit"),
+    [
+        pytest.param(WARMER, "/libraries", AUTH, 10 * MIB, id="warmer-upload"),
+        pytest.param(ISBNDB, "/books", {}, 256 * 1024, id="isbndb-books"),
+        pytest.param(WARMER, "/debug/rpc/proxy/health", AUTH, 256 * 1024, id="warmer-debug-rpc"),
+    ],
+)
+async def test_a_body_without_a_length_is_cut_at_the_limit(
+    worker: str, path: str, headers: dict[str, str], limit: int
+) -> None:
+    """A streamed body past its route's limit is a 413 after at most one chunk more than that."""
+    system = System(secrets=SECRETS)
+    request = RuntimeRequest(
+        f"https://{worker}.test{path}", method="POST", headers=headers, body=BIG
+    )
+    resp = await system.send(worker, request)
+    error = json.loads(await resp.text())["error"]
+    assert (resp.status, error["code"], error["limit"]) == (413, "too_large", limit)
+    assert limit < request.bytes_read <= limit + CHUNK_BYTES
+
+
+SNIFFABLE = [
+    pytest.param(WARMER, "GET", "/libraries/%3Cscript%3Ealert(1)%3C%2Fscript%3E", 404, id="echo"),
+    pytest.param(WARMER, "GET", "/health", 200, id="warmer-health"),
+    pytest.param(WARMER, "POST", "/libraries", 401, id="warmer-401"),
+    pytest.param(WARMER, "DELETE", "/libraries", 405, id="warmer-405"),
+    pytest.param(WARMER, "GET", "/debug/proxy/%3Cb%3E", 404, id="warmer-debug-forward-404"),
+    pytest.param(PROXY, "GET", "/search/auto?q=%3Cscript%3E&maxResults=x", 400, id="proxy-400"),
+    pytest.param(PROXY, "GET", "/%3Cscript%3E", 404, id="proxy-404"),
+    pytest.param(PROXY, "OPTIONS", "/search/auto", 204, id="proxy-preflight"),
+    pytest.param(ISBNDB, "GET", "/book/%3Cscript%3E", 400, id="isbndb-400"),
+    pytest.param(ISBNDB, "GET", "/health", 200, id="isbndb-health"),
+]
+
+
+@pytest.mark.parametrize(("worker", "method", "path", "status"), SNIFFABLE)
+async def test_every_response_carries_nosniff_and_a_locked_down_csp(
+    worker: str, method: str, path: str, status: int
+) -> None:
+    """JSON answers (errors that echo input included) are never sniffed or framed as a page."""
+    system = System(secrets=SECRETS)
+    headers = AUTH if "/debug/" in path else {"origin": "https://app.test"}
+    resp = await system.fetch(worker, path, method=method, headers=headers)
+    assert resp.status == status, await resp.text()
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.headers["referrer-policy"] == "no-referrer"

@@ -55,3 +55,32 @@ async def test_crash_becomes_json_500_without_trace() -> None:
     assert resp.headers["x-request-id"] != "bad id with spaces"
     assert metrics.counters["http.5xx"] == 1
     assert any(json.loads(line)["event"] == "request.crashed" for line in lines)
+
+
+async def test_every_response_gets_the_security_headers_unless_it_has_its_own() -> None:
+    """nosniff, a locked-down CSP and no-referrer are added; a handler's own CSP is kept."""
+
+    async def page(request: Request, log: Log) -> Response:
+        return Response(200, b"<p>", {"content-security-policy": "script-src 'self'"})
+
+    async def crash(request: Request, log: Log) -> Response:
+        raise RuntimeError("boom")
+
+    def run(handler: object) -> object:
+        return serve(
+            Request("GET", "https://w.test/x"),
+            handler,  # type: ignore[arg-type]
+            worker="w",
+            metrics=Metrics(),
+            clock=FakeClock(0.0),
+            sink=lambda line: None,
+        )
+
+    own = await run(page)  # type: ignore[misc]
+    failed = await run(crash)  # type: ignore[misc]
+    assert own.headers["content-security-policy"] == "script-src 'self'"
+    assert own.headers["x-content-type-options"] == "nosniff"
+    assert failed.status == 500
+    assert failed.headers["x-content-type-options"] == "nosniff"
+    assert failed.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert failed.headers["referrer-policy"] == "no-referrer"

@@ -50,8 +50,9 @@ async def test_429_raises_rate_limited_with_retry_after() -> None:
         (httpx.Response(403, json={"message": "Forbidden"}), 403),
         (httpx.Response(200, content=b"{not json"), None),
         (httpx.Response(200, content=b'{"truncated": '), None),
+        (httpx.Response(200, content=b"[" * 100 + b"]" * 100), None),
     ],
-    ids=["5xx", "403", "malformed", "truncated"],
+    ids=["5xx", "403", "malformed", "truncated", "nested-past-the-limit"],
 )
 @respx.mock
 async def test_failures_raise_upstream_error(response: httpx.Response, status: int | None) -> None:
@@ -62,6 +63,15 @@ async def test_failures_raise_upstream_error(response: httpx.Response, status: i
     assert info.value.status == status
     assert "SECRET" not in str(info.value)
     assert URL not in str(info.value)
+
+
+@respx.mock
+async def test_a_deeply_nested_404_body_is_dropped() -> None:
+    """A 404 whose body nests past the limit is still a 404, its body unparsed (None)."""
+    respx.get(URL).respond(404, content=b"[" * 100_000 + b"]" * 100_000)
+    got = await call()
+    assert got.status == 404  # type: ignore[attr-defined]
+    assert got.data is None  # type: ignore[attr-defined]
 
 
 @respx.mock

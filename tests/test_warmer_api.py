@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 from test_warmer_support import (
@@ -90,6 +91,32 @@ async def test_multipart_upload_keeps_the_filename() -> None:
     status, body = await upload(system, payload, content_type=content_type)
     assert status == 201
     assert (body["format"], body["filename"]) == ("librarything", "my library.tsv")
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["multipart", "query"])
+async def test_bidi_controls_never_reach_the_shown_filename(form: bool) -> None:
+    """A filename with U+202E (shows reversed) is stored and shown without format characters."""
+    system = make_system()
+    name = "\u202evsc.txt\u2066x\u2069.csv"
+    if form:
+        payload, content_type = multipart(name, library("generic.csv"))
+        status, body = await upload(system, payload, content_type=content_type)
+    else:
+        resp = await system.fetch(
+            WARMER,
+            "/libraries?filename=" + quote(name),
+            method="POST",
+            headers={**AUTH, "content-type": "text/csv"},
+            body=library("generic.csv"),
+        )
+        status, body = resp.status, json.loads(await resp.text())
+    assert status == 201
+    assert body["filename"] == "vsc.txtx.csv"
+    _, listing = await get_json(system, "/libraries")
+    assert listing["libraries"][0]["filename"] == "vsc.txtx.csv"
+    page = await (await system.fetch(WARMER, "/", headers=AUTH)).text()
+    assert "\u202e" not in page
+    assert "\u2066" not in page
 
 
 async def test_upload_over_the_size_limit_is_413() -> None:

@@ -72,6 +72,27 @@ async def test_rpc_calls_allowed_methods_with_positional_args() -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "args"),
+    [
+        ("/debug/rpc/proxy/cache_status", []),
+        ("/debug/rpc/proxy/search_auto", []),
+        ("/debug/rpc/isbndb/author", []),
+        ("/debug/rpc/isbndb/health", ["surplus"]),
+    ],
+)
+async def test_rpc_with_a_wrong_argument_count_returns_the_error_dict(
+    path: str, args: list[object]
+) -> None:
+    """Over a real binding call, a wrong argument count comes back as a result, not a 502."""
+    system = make_system()
+    with mock_upstreams():
+        resp = await system.fetch(WARMER, path, method="POST", headers=AUTH, body=json.dumps(args))
+    assert resp.status == 200, await resp.text()
+    error = json.loads(await resp.text())["result"]["error"]
+    assert (error["status"], error["code"]) == (400, "invalid_input")
+
+
+@pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
         ("POST", "/debug/proxy/health", "", 405),

@@ -23,11 +23,13 @@ from ._errors import (
     ConfigError,
     InvalidInput,
     InvalidISBN,
+    PayloadTooLarge,
     RateLimited,
     TooManyRequests,
     UpstreamError,
 )
 from ._http import (
+    BodyStream,
     Request,
     Response,
     Router,
@@ -46,6 +48,7 @@ from ._isbn import (
     to_isbn10,
     to_isbn13,
 )
+from ._json import MAX_JSON_DEPTH, json_depth, parse_json
 from ._keys import (
     AUTHOR_PAGE_SIZE,
     AUTHOR_WARM_MAX_RESULTS,
@@ -58,9 +61,17 @@ from ._keys import (
     search_key,
 )
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
-from ._query import Query, QueryKind, classify, normalize_display, normalize_key
+from ._query import (
+    Query,
+    QueryKind,
+    classify,
+    drop_format_chars,
+    normalize_display,
+    normalize_key,
+)
 from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
+from ._rpc import refuse_extra_args
 from ._serve import serve
 from ._singleflight import SingleFlight
 from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
@@ -71,12 +82,14 @@ __all__ = [
     "AUTHOR_WARM_MAX_RESULTS",
     "DEFAULT_LANG",
     "KEY_VERSION",
+    "MAX_JSON_DEPTH",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "WARM_ISBNS_MAX",
     "Blob",
     "BlobListing",
     "BlobStore",
+    "BodyStream",
     "BookmetaError",
     "BreakerEvent",
     "BreakerRegistry",
@@ -98,6 +111,7 @@ __all__ = [
     "Lookup",
     "Metrics",
     "ObservedService",
+    "PayloadTooLarge",
     "Query",
     "QueryKind",
     "RateLimitBinding",
@@ -123,6 +137,7 @@ __all__ = [
     "classify",
     "clean",
     "current_clocks",
+    "drop_format_chars",
     "error_response",
     "extract_all",
     "extract_isbn",
@@ -130,10 +145,13 @@ __all__ = [
     "is_isbn10",
     "is_isbn13",
     "isbn_key",
+    "json_depth",
     "json_response",
     "normalize_display",
     "normalize_key",
+    "parse_json",
     "parse_retry_after",
+    "refuse_extra_args",
     "request_json",
     "response_for_error",
     "retry",

@@ -7,6 +7,7 @@ Foreign errors (httpx, JSON, runtime) are translated at the edge with ``raise ..
     BookmetaError
     ├── InvalidISBN (ValueError)      input is not a valid ISBN-10/13
     ├── InvalidInput (ValueError)     a parameter is malformed or out of range (``param``)
+    │   └── PayloadTooLarge           a request body is over its route's limit (``max_bytes``)
     ├── ConfigError                   a var is malformed: the deployment's fault (``name``)
     ├── UpstreamError                 a provider failed (``provider``, ``status``)
     │   └── RateLimited               the provider said 429 (``retry_after_s``)
@@ -33,6 +34,20 @@ class InvalidInput(BookmetaError, ValueError):  # noqa: N818
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body is longer than ``max_bytes`` (declared or counted); answered as a 413.
+
+    Raised before the body is read when its Content-Length says so, else as soon as the bytes
+    read so far pass the limit: the rest is never read.
+    """
+
+    def __init__(self, max_bytes: int, *, declared: int | None = None) -> None:
+        size = f"is {declared} bytes" if declared is not None else "is larger than that"
+        super().__init__("body", f"the limit is {max_bytes} bytes; this body {size}")
+        self.max_bytes = max_bytes
+        self.declared = declared
 
 
 class ConfigError(BookmetaError):

@@ -1,8 +1,9 @@
 """Search-query normalization and classification.
 
 Two normal forms: ``normalize_display`` keeps what the user typed (case, accents) minus
-whitespace noise, for upstream calls and logs; ``normalize_key`` folds everything that must not
-split the cache (case, accents, punctuation, spacing).
+whitespace noise and invisible format characters, for upstream calls, logs and display;
+``normalize_key`` folds everything that must not split the cache (case, accents, punctuation,
+spacing).
 
 ``classify`` decides what kind of search a query is. Heuristic, in order:
 
@@ -30,7 +31,14 @@ from enum import StrEnum
 from bookmeta._errors import InvalidInput, InvalidISBN
 from bookmeta._isbn import canonical
 
-__all__ = ["Query", "QueryKind", "classify", "normalize_display", "normalize_key"]
+__all__ = [
+    "Query",
+    "QueryKind",
+    "classify",
+    "drop_format_chars",
+    "normalize_display",
+    "normalize_key",
+]
 
 
 class QueryKind(StrEnum):
@@ -71,6 +79,7 @@ _DIACRITIC_BLOCKS = (
     (0x20D0, 0x20FF),
     (0xFE20, 0xFE2F),
 )
+_KEPT_FORMAT = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
 _INITIALS_RE = re.compile(r"(?:[^\W\d_]\.)+")
 _NAME_PUNCTUATION = frozenset("'\u2019-.")
 _PARTICLES = frozenset(
@@ -83,9 +92,23 @@ _TITLE_WORDS = frozenset(
 )
 
 
+def drop_format_chars(text: str) -> str:
+    """``text`` without Unicode format characters (category Cf), ZWNJ and ZWJ excepted.
+
+    Format characters are invisible but act on display: a bidi override (U+202E) shows the text
+    after it reversed, isolates and marks reorder it, others hide inside names. ZWNJ and ZWJ
+    (U+200C, U+200D) stay: they shape Persian and Indic scripts and join emoji, reordering
+    nothing.
+    """
+    if text.isascii():
+        return text
+    return "".join(ch for ch in text if ch in _KEPT_FORMAT or unicodedata.category(ch) != "Cf")
+
+
 def normalize_display(q: str) -> str:
-    """Return ``q`` in NFKC, whitespace runs collapsed to one space and trimmed; case is kept."""
-    return " ".join(unicodedata.normalize("NFKC", q).split())
+    """Return ``q`` without format characters (see ``drop_format_chars``), in NFKC, whitespace
+    runs collapsed to one space and trimmed; case is kept."""
+    return " ".join(unicodedata.normalize("NFKC", drop_format_chars(q)).split())
 
 
 def _is_diacritic(ch: str) -> bool:

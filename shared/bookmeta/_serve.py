@@ -9,6 +9,14 @@ from ._http import Request, Response, error_response
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, Sink, request_id_from
 
 Handler = Callable[[Request, Log], Awaitable[Response]]
+# On every response, whatever its status or type: a JSON error that echoes input (a 404 for
+# /libraries/<script>...) must never be sniffed or rendered as a page. A handler's own value
+# wins (the dashboard sends its own CSP).
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+}
 
 
 async def serve(
@@ -20,7 +28,11 @@ async def serve(
     clock: Clock,
     sink: Sink | None = None,
 ) -> Response:
-    """Run ``handler`` for ``request``; an unexpected exception becomes a JSON 500 (no trace)."""
+    """Run ``handler`` for ``request``; an unexpected exception becomes a JSON 500 (no trace).
+
+    Every response gets ``SECURITY_HEADERS`` (unless the handler set them), the request id and
+    ``x-response-time``.
+    """
     rid = request_id_from(request.headers)
     log = Log(worker, rid) if sink is None else Log(worker, rid, sink)
     started = clock()
@@ -34,6 +46,8 @@ async def serve(
     elapsed_ms = (clock() - started) * 1000.0
     metrics.incr(f"http.{response.status // 100}xx")
     metrics.observe("http.request", elapsed_ms, ok=response.status < 500)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     response.headers[REQUEST_ID_HEADER] = rid
     response.headers[RESPONSE_TIME_HEADER] = f"{elapsed_ms:.1f}ms"
     log.event(

@@ -6,7 +6,6 @@ Messages never include the request URL or headers (they may carry API keys).
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -15,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from ._errors import RateLimited, UpstreamError
+from ._errors import InvalidInput, RateLimited, UpstreamError
+from ._json import parse_json
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_RETRY_AFTER_S = 86_400.0
@@ -120,14 +120,14 @@ async def request_json(
     if not resp.content.strip():
         return UpstreamResponse(status, None, resp.headers)
     try:
-        data = json.loads(resp.content)
-    except (ValueError, RecursionError):
+        data = parse_json(resp.content)
+    except InvalidInput:
         raise UpstreamError(provider, None, "malformed JSON in response") from None
     return UpstreamResponse(status, data, resp.headers)
 
 
 def _maybe_json(content: bytes) -> Any:
     try:
-        return json.loads(content) if content.strip() else None
-    except (ValueError, RecursionError):
+        return parse_json(content) if content.strip() else None
+    except InvalidInput:
         return None

@@ -15,7 +15,7 @@ from typing import Any
 from workers import Response as RuntimeResponse
 
 from ._env import Clocks, current_clocks
-from ._errors import UpstreamError
+from ._errors import PayloadTooLarge, UpstreamError
 from ._http import Request, Response
 from ._stores import Blob, BlobListing, KVEntry, KVListing
 
@@ -51,11 +51,41 @@ def _headers(raw: Any) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in items}
 
 
+class RequestBody:
+    """`BodyStream` over the runtime request's ReadableStream: chunks counted as they arrive.
+
+    Nothing is read until a handler asks (after its method, route, auth and Content-Length
+    checks); past ``max_bytes`` the stream is cancelled, so an oversized body costs at most
+    the limit plus one chunk of memory.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    async def read(self, max_bytes: int) -> bytes:
+        stream = _field(self._request, "body")
+        if stream is None or not hasattr(stream, "getReader"):  # no body (JS null)
+            return b""
+        reader = stream.getReader()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await reader.read()
+            if _field(chunk, "done", True):
+                return b"".join(chunks)
+            data = bytes(_field(chunk, "value").to_bytes())
+            size += len(data)
+            if size > max_bytes:
+                await reader.cancel()
+                raise PayloadTooLarge(max_bytes)
+            chunks.append(data)
+
+
 async def read_request(request: Any) -> Request:
-    """The runtime request as a `Request` (body fully read)."""
+    """The runtime request as a `Request` whose body is streamed on demand (see RequestBody)."""
     method = str(request.method).upper()
-    body = b"" if method in ("GET", "HEAD", "OPTIONS") else bytes(await request.bytes())
-    return Request(method, str(request.url), _headers(request.headers), body)
+    stream = None if method in ("GET", "HEAD") else RequestBody(request)
+    return Request(method, str(request.url), _headers(request.headers), stream=stream)
 
 
 def to_runtime_response(response: Response) -> Any:

@@ -252,7 +252,11 @@ class System:
         }
         if body is not None:
             options["body"] = body
-        request = Request(url, **options)
+        return await self.send(key, Request(url, **options))
+
+    async def send(self, key: str, request: Request) -> FetchResponse:
+        """Send a runtime request to worker ``key``; the caller keeps it (``bytes_read``)."""
+        url = request.url
 
         async def call(entry: Any) -> Any:
             return await entry.fetch(request)

@@ -15,26 +15,28 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))
 
-    async def search_auto(self, q, max_results, include_translations, lang):
-        return await self._app().search_auto(q, max_results, include_translations, lang)
+    # RPC: positional args only, passed on as sent; the app checks their number and values,
+    # so a wrong call gets the error dict, never a TypeError.
+    async def search_auto(self, *args):
+        return await self._app().search_auto(*args)
 
-    async def search_isbn(self, isbn):
-        return await self._app().search_isbn(isbn)
+    async def search_isbn(self, *args):
+        return await self._app().search_isbn(*args)
 
-    async def search_author(self, q, max_results, include_translations, lang):
-        return await self._app().search_author(q, max_results, include_translations, lang)
+    async def search_author(self, *args):
+        return await self._app().search_author(*args)
 
-    async def search_title(self, q, max_results, include_translations, lang):
-        return await self._app().search_title(q, max_results, include_translations, lang)
+    async def search_title(self, *args):
+        return await self._app().search_title(*args)
 
-    async def warm_isbns(self, isbns):
-        return await self._app().warm_isbns(isbns)
+    async def warm_isbns(self, *args):
+        return await self._app().warm_isbns(*args)
 
-    async def cache_status(self, keys):
-        return await self._app().cache_status(keys)
+    async def cache_status(self, *args):
+        return await self._app().cache_status(*args)
 
-    async def health(self):
-        return await self._app().health()
+    async def health(self, *args):
+        return await self._app().health(*args)
 
-    async def metrics(self):
-        return await self._app().metrics()
+    async def metrics(self, *args):
+        return await self._app().metrics(*args)

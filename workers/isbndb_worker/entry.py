@@ -15,17 +15,19 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))
 
-    async def author(self, name, page=None, page_size=None, language=None):
-        return await self._app().author(name, page, page_size, language)
+    # RPC: positional args only, passed on as sent; the app checks their number and values,
+    # so a wrong call gets the error dict, never a TypeError.
+    async def author(self, *args):
+        return await self._app().author(*args)
 
-    async def book(self, isbn):
-        return await self._app().book(isbn)
+    async def book(self, *args):
+        return await self._app().book(*args)
 
-    async def books(self, isbns):
-        return await self._app().books(isbns)
+    async def books(self, *args):
+        return await self._app().books(*args)
 
-    async def health(self):
-        return await self._app().health()
+    async def health(self, *args):
+        return await self._app().health(*args)
 
-    async def metrics(self):
-        return await self._app().metrics()
+    async def metrics(self, *args):
+        return await self._app().metrics(*args)

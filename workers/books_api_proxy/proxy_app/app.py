@@ -28,11 +28,13 @@ from bookmeta import (
     WorkerEnv,
     error_response,
     json_response,
+    refuse_extra_args,
     response_for_error,
     retry_after_header,
     serve,
 )
 
+from . import validation
 from .clients import APP_KEYS_SECRET, INTERNAL, Gate, UnknownAppKey, identify, parse_app_keys
 from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
@@ -41,7 +43,7 @@ from .search import AllProvidersFailed, Searcher, SearchResult
 from .upstreams import ClientFactory, Upstreams
 from .validation import SearchParams, isbn, key_list, search_params, search_query
 from .volumes import envelope
-from .warm import warm_isbns
+from .warm import Deadline, warm_isbns
 
 WORKER = "books_api_proxy"
 VERSION = "1.0.0"
@@ -69,6 +71,15 @@ def rpc_error(exc: BookmetaError) -> JsonBody:
     error["status"] = resp.status
     error["retryAfter"] = float(retry) if retry else None
     return {"error": error}
+
+
+def _refused_args(method: str, extra: tuple[Any, ...]) -> JsonBody | None:
+    """The RPC error dict for arguments passed to a method that takes none, else None."""
+    try:
+        refuse_extra_args(method, extra, 0)
+    except BookmetaError as exc:
+        return rpc_error(exc)
+    return None
 
 
 class App:
@@ -221,10 +232,17 @@ class App:
 
     # -- RPC (and the bodies HTTP returns) -------------------------------------------------
 
-    async def _rpc(self, op: Callable[[], Awaitable[JsonBody]], method: str) -> JsonBody:
+    async def _rpc(
+        self,
+        op: Callable[[], Awaitable[JsonBody]],
+        method: str,
+        extra: tuple[Any, ...] = (),
+        accepted: int = 0,
+    ) -> JsonBody:
         if self.config_error is not None:
             return rpc_error(self.config_error)
         try:
+            refuse_extra_args(method, extra, accepted)
             return await op()
         except BookmetaError as exc:
             return rpc_error(exc)
@@ -263,8 +281,16 @@ class App:
             default_max=self.settings.max_results_default,
         )
 
+    # Every RPC parameter defaults to None and surplus arguments land in *extra: a caller's
+    # wrong argument count is answered with the error dict, never a TypeError (bookmeta._rpc).
+
     async def search_auto(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any = None,
+        max_results: Any = None,
+        include_translations: Any = None,
+        lang: Any = None,
+        *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/auto``: the same body, or an error dict."""
 
@@ -272,18 +298,23 @@ class App:
             params = self._params_of(q, max_results, include_translations, lang)
             return self._body(await self.searcher.auto(params))
 
-        return await self._rpc(op, "search_auto")
+        return await self._rpc(op, "search_auto", extra, 4)
 
-    async def search_isbn(self, isbn_value: Any) -> JsonBody:
+    async def search_isbn(self, isbn_value: Any = None, *extra: Any) -> JsonBody:
         """RPC of ``/search/isbn``."""
 
         async def op() -> JsonBody:
             return self._body(await self.searcher.isbn(isbn(isbn_value)))
 
-        return await self._rpc(op, "search_isbn")
+        return await self._rpc(op, "search_isbn", extra, 1)
 
     async def search_author(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any = None,
+        max_results: Any = None,
+        include_translations: Any = None,
+        lang: Any = None,
+        *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/author``."""
 
@@ -291,10 +322,15 @@ class App:
             params = self._params_of(q, max_results, include_translations, lang)
             return self._body(await self.searcher.search(QueryKind.AUTHOR, params))
 
-        return await self._rpc(op, "search_author")
+        return await self._rpc(op, "search_author", extra, 4)
 
     async def search_title(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any = None,
+        max_results: Any = None,
+        include_translations: Any = None,
+        lang: Any = None,
+        *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/title``."""
 
@@ -302,19 +338,32 @@ class App:
             params = self._params_of(q, max_results, include_translations, lang)
             return self._body(await self.searcher.search(QueryKind.TITLE, params))
 
-        return await self._rpc(op, "search_title")
+        return await self._rpc(op, "search_title", extra, 4)
 
-    async def warm_isbns(self, isbns: Any) -> JsonBody:
-        """RPC: warm the cache for many ISBNs (see ``warm.warm_isbns``)."""
+    async def warm_isbns(self, isbns: Any = None, budget_ms: Any = None, *extra: Any) -> JsonBody:
+        """RPC ``warm_isbns(isbns, budget_ms)``: warm the cache for many ISBNs.
+
+        ``budget_ms`` is how long the caller waits (None: no deadline); past it no upstream
+        call is made and the answer comes back (see ``warm.warm_isbns``).
+        """
+        started = self.env.clocks.monotonic()
 
         async def op() -> JsonBody:
+            budget = validation.budget_ms(budget_ms)
+            deadline = None
+            if budget is not None:
+                deadline = Deadline(started + budget / 1000.0, self.env.clocks.monotonic, budget)
             return await warm_isbns(
-                isbns, cache=self.cache, upstreams=self.upstreams, clock=self.env.clocks.wall
+                isbns,
+                cache=self.cache,
+                upstreams=self.upstreams,
+                clock=self.env.clocks.wall,
+                deadline=deadline,
             )
 
-        return await self._rpc(op, "warm_isbns")
+        return await self._rpc(op, "warm_isbns", extra, 2)
 
-    async def cache_status(self, keys: Any) -> JsonBody:
+    async def cache_status(self, keys: Any = None, *extra: Any) -> JsonBody:
         """RPC: where each key is cached and until when."""
 
         async def op() -> JsonBody:
@@ -326,13 +375,15 @@ class App:
                 }
             }
 
-        return await self._rpc(op, "cache_status")
+        return await self._rpc(op, "cache_status", extra, 1)
 
-    async def health(self) -> JsonBody:
+    async def health(self, *extra: Any) -> JsonBody:
         """Configuration and breaker states (no secrets: only whether the key is set).
 
         ``configError`` (the message naming the malformed var) only while a var is malformed.
         """
+        if (refused := _refused_args("health", extra)) is not None:
+            return refused
         body: JsonBody = {
             "worker": WORKER,
             "version": VERSION,
@@ -345,8 +396,10 @@ class App:
             body["configError"] = str(self.config_error)
         return body
 
-    async def metrics(self) -> JsonBody:
+    async def metrics(self, *extra: Any) -> JsonBody:
         """Per-isolate counters, latencies, breakers and rate limiters."""
+        if (refused := _refused_args("metrics", extra)) is not None:
+            return refused
         return {
             "worker": WORKER,
             **self.isolate.metrics.snapshot(),

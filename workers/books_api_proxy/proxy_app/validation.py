@@ -31,6 +31,7 @@ MAX_LIST_ITEMS = 1000
 MAX_WARM_ISBNS = WARM_ISBNS_MAX
 MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
+MAX_BUDGET_MS = 600_000
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
 # Control, surrogate, private-use and unassigned characters are refused unless whitespace.
@@ -189,6 +190,21 @@ def isbn_list(value: Any) -> tuple[list[str], list[str]]:
         if isbn13 not in valid:
             valid.append(isbn13)
     return valid, invalid
+
+
+def budget_ms(value: Any) -> int | None:
+    """``warm_isbns``' time budget: None (no deadline) or whole milliseconds, 1 to 10 minutes.
+
+    Raises:
+        InvalidInput: anything else (a bool, a string, a fraction, out of range).
+    """
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BUDGET_MS:
+        raise InvalidInput("budget_ms", f"must be whole milliseconds from 1 to {MAX_BUDGET_MS}")
+    return value
 
 
 def key_list(value: Any) -> list[str]:

@@ -4,18 +4,23 @@ Order of attack, each step only for what is still missing: skip ISBNs already fr
 cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
 batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
 per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
-retry). Each book is stored under exactly ``isbn_key(isbn13)`` of the ISBN asked for, in
-the shape an ISBN search stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache
-hit; that holds for an ISBN ISBNdb matched through another book's ``other_isbns`` too (stored
-under the asked ISBN, not the book's). An ISBN nobody has gets a negative entry, but only
-when every provider asked about it answered (a failure is not "not found").
+retry). With a deadline (the caller's ``budget_ms``), no step starts after it and a step
+still running at it is cut: what it had asked is reported as failed ("retry later"), what was
+found before is stored, and the answer comes back while the caller still waits. Each book is
+stored under exactly ``isbn_key(isbn13)`` of the ISBN asked for, in the shape an ISBN search
+stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache hit; that holds for an
+ISBN ISBNdb matched through another book's ``other_isbns`` too (stored under the asked ISBN,
+not the book's). An ISBN nobody has gets a negative entry, but only when every provider asked
+about it answered (a failure is not "not found").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 from bookmeta import Clock, TwoTierCache, isbn_key
 
@@ -27,6 +32,48 @@ from .validation import isbn_list
 from .volumes import to_item
 
 MAX_GOOGLE_PER_CALL = 20
+T = TypeVar("T")
+
+
+class _Late(Exception):  # noqa: N818 (a state, not an error to report)
+    """The deadline passed before a step started, or while it ran (it was cancelled)."""
+
+
+@dataclass(slots=True)
+class Deadline:
+    """When the caller stops waiting, on the monotonic ``clock``; once a step is cut at it,
+    it stays passed (whatever the clock says next)."""
+
+    at: float
+    clock: Clock
+    budget_ms: int
+    passed: bool = False
+
+    def remaining_s(self) -> float:
+        """Seconds left (0 or less once passed)."""
+        return 0.0 if self.passed else self.at - self.clock()
+
+    @property
+    def reason(self) -> str:
+        """Why an ISBN was not warmed: the caller's time ran out."""
+        return f"deadline: the caller's {self.budget_ms} ms ran out first; retry later"
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()`` in the time left; raises _Late if none is left or it runs past it."""
+        left = self.remaining_s()
+        if left <= 0:
+            self.passed = True
+            raise _Late
+        try:
+            return await asyncio.wait_for(work(), left)
+        except TimeoutError:  # cut at the deadline (providers' own timeouts are UpstreamErrors)
+            self.passed = True
+            raise _Late from None
+
+
+async def _in_time(deadline: Deadline | None, work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``, within ``deadline`` when there is one (raises _Late past it)."""
+    return await work() if deadline is None else await deadline.run(work)
 
 
 class _Collected:
@@ -38,6 +85,11 @@ class _Collected:
 
     def missing(self) -> list[str]:
         return [i for i, found in self.editions.items() if not found]
+
+    def late(self, asked: Sequence[str], reason: str) -> None:
+        for isbn in asked:
+            if reason not in self.errors[isbn]:  # once, however many steps it missed
+                self.errors[isbn].append(reason)
 
     def add(self, outcome: Outcome | None, asked: Sequence[str]) -> None:
         if outcome is None:
@@ -59,9 +111,17 @@ class _Collected:
 
 
 async def warm_isbns(
-    raw_isbns: Any, *, cache: TwoTierCache, upstreams: Upstreams, clock: Clock
+    raw_isbns: Any,
+    *,
+    cache: TwoTierCache,
+    upstreams: Upstreams,
+    clock: Clock,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Warm the cache for ``raw_isbns`` and report what happened (ARCHITECTURE.md shape).
+
+    ``deadline``: no upstream step starts after it, and one running at it is cut; the ISBNs it
+    covered are reported as failed with ``deadline.reason``.
 
     Raises:
         InvalidInput: ``raw_isbns`` is not a list of at most 200 entries.
@@ -76,16 +136,30 @@ async def warm_isbns(
     ]
     todo = [i for i in isbns if i not in already]
     found = _Collected(todo)
+    late = deadline.reason if deadline is not None else ""
+
+    async def step(work: Callable[[], Awaitable[Outcome | None]], asked: list[str]) -> None:
+        try:
+            found.add(await _in_time(deadline, work), asked)
+        except _Late:
+            found.late(asked, late)
+
+    async def google(asked: list[str]) -> None:
+        answers = await asyncio.gather(*(upstreams.google_isbn(i) for i in asked))
+        for isbn, outcome in zip(asked, answers, strict=True):
+            found.add(outcome, [isbn])
+
     if todo:
-        found.add(await upstreams.isbndb_bulk(todo), todo)
+        await step(lambda: upstreams.isbndb_bulk(todo), todo)
     for batch in batches(found.missing()):
-        found.add(await upstreams.openlibrary_books(batch), batch)
+        await step(partial(upstreams.openlibrary_books, batch), batch)
     missing = found.missing()
     asked, deferred = missing[:MAX_GOOGLE_PER_CALL], missing[MAX_GOOGLE_PER_CALL:]
-    for isbn, outcome in zip(
-        asked, await asyncio.gather(*(upstreams.google_isbn(i) for i in asked)), strict=True
-    ):
-        found.add(outcome, [isbn])
+    if asked:
+        try:
+            await _in_time(deadline, lambda: google(asked))
+        except _Late:
+            found.late(asked, late)
     for isbn in deferred:
         found.errors[isbn].append(
             f"google: not asked (at most {MAX_GOOGLE_PER_CALL} look-ups per call); retry later"

@@ -27,6 +27,7 @@ from bookmeta import (
     Log,
     Metrics,
     ObservedService,
+    PayloadTooLarge,
     Request,
     Response,
     Router,
@@ -243,30 +244,35 @@ class App:
         return is_authorized(request, await self._env.secret(TOKEN_SECRET))
 
     async def _create(self, request: Request, log: Log) -> Response:
+        # Every refusal that needs no body comes first: not a byte is read for them.
         refused = await self._authorized(request)
         if refused is not None:
             return refused
         settings = self._settings()
-        if len(request.body) > settings.max_upload_bytes:
+        content_type = request.header("content-type") or ""
+        multipart = is_multipart(content_type)
+        if not multipart and content_type.split(";", 1)[0].strip().lower() not in _TEXT_TYPES:
+            return error_response(
+                415,
+                "unsupported_media_type",
+                f"send the export as text/csv or multipart/form-data, not {content_type!r}",
+            )
+        filename = normalize_display(request.query.get("filename", ""))
+        try:
+            body = await request.read_body(settings.max_upload_bytes)
+        except PayloadTooLarge as exc:
+            size = f"{exc.declared} bytes" if exc.declared is not None else "larger than that"
             return error_response(
                 413,
                 "too_large",
-                f"upload is {len(request.body)} bytes; the limit is {settings.max_upload_bytes}",
+                f"the upload limit is {settings.max_upload_bytes} bytes; this one is {size}",
+                details={"limit": settings.max_upload_bytes},
             )
-        content_type = request.header("content-type") or ""
-        filename = normalize_display(request.query.get("filename", ""))
         try:
-            if is_multipart(content_type):
-                part = read_file_part(request.body, content_type)
+            data = body
+            if multipart:
+                part = read_file_part(body, content_type)
                 data, filename = part.content, normalize_display(part.filename) or filename
-            elif content_type.split(";", 1)[0].strip().lower() in _TEXT_TYPES:
-                data = request.body
-            else:
-                return error_response(
-                    415,
-                    "unsupported_media_type",
-                    f"send the export as text/csv or multipart/form-data, not {content_type!r}",
-                )
             library = parse_library(decode_upload(data))
         except MultipartError as exc:
             return error_response(400, "bad_multipart", str(exc))

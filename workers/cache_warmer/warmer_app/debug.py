@@ -7,15 +7,16 @@ let a caller reach the proxy and the isbndb worker *through the warmer's own bin
     GET  /debug/isbndb/<path>?<query>       -> GET  https://isbndb-worker.internal/<path>
     POST /debug/rpc/{proxy|isbndb}/<method>    body: JSON array of positional arguments
 
-Only GET is forwarded, and only the RPC methods listed here can be called: not the proxy's
-``warm_isbns``, which spends upstream quota outside the warmer's daily budgets.
+Only GET is forwarded (nothing else is read), and only the RPC methods listed here can be
+called: not the proxy's ``warm_isbns``, which spends upstream quota outside the warmer's daily
+budgets. An RPC body is read only after those checks, up to ``MAX_RPC_BODY_BYTES``.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from bookmeta import Request, Response, Service, error_response, json_response
+from bookmeta import Request, Response, Service, error_response, json_response, parse_json
 
 from .runner import ISBNDB_URL, PROXY_URL
 
@@ -27,6 +28,7 @@ RPC_METHODS = {
     ),
     "isbndb": frozenset({"author", "book", "books", "health", "metrics"}),
 }
+MAX_RPC_BODY_BYTES = 256 * 1024  # the arguments: a few thousand ISBNs at most
 _PASSED_HEADERS = ("content-type", "x-cache", "retry-after", "x-response-time", "allow")
 
 
@@ -60,7 +62,8 @@ async def call(request: Request, service: Service, target: str, method: str) -> 
         return error_response(405, "method_not_allowed", "RPC calls are POST")
     if method not in RPC_METHODS[target]:
         return error_response(404, "not_found", f"{target} has no callable method {method!r}")
-    args = request.json() if request.body else []
+    body = await request.read_body(MAX_RPC_BODY_BYTES)
+    args = parse_json(body) if body.strip() else []
     if not isinstance(args, list):
         return error_response(400, "invalid_input", "body must be a JSON array of arguments")
     return json_response({"result": await service.call(method, *args)})

@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bookmeta import InvalidISBN, canonical, clean, extract_all, normalize_display, normalize_key
+from bookmeta import (
+    MAX_JSON_DEPTH,
+    InvalidISBN,
+    canonical,
+    clean,
+    extract_all,
+    json_depth,
+    normalize_display,
+    normalize_key,
+)
 
 MAX_PROBLEMS = 1000
 _ASIN_RE = re.compile(r"B0[0-9A-Z]{8}")
@@ -129,9 +138,17 @@ def decode_upload(data: bytes) -> str:
         ) from None
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
+        # Measured before json.loads ever sees it: deep nesting aborts the isolate (bookmeta).
+        if json_depth(stripped) > MAX_JSON_DEPTH:
+            raise UploadRejected(
+                415,
+                "json_not_supported",
+                f"the file is JSON-like, nested deeper than {MAX_JSON_DEPTH} levels; "
+                "upload a CSV or TSV library export",
+            )
         try:
             json.loads(stripped)
-        except (ValueError, RecursionError):  # deeply nested JSON is still JSON, not CSV
+        except ValueError:
             pass
         else:
             raise UploadRejected(

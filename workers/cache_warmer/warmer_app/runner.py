@@ -47,6 +47,14 @@ PROXY_URL = "https://books-api-proxy.internal"
 ISBNDB_URL = "https://isbndb-worker.internal"
 MAX_ATTEMPTS = 3
 NO_RESULTS = "no results from any provider"
+# warm_isbns gets this share of the warmer's wait (WARM_CALL_TIMEOUT_MS) as its deadline; the
+# rest is for the proxy to store what it found and answer before the warmer gives up.
+WARM_BUDGET_SHARE = 0.8
+
+
+def warm_budget_ms(call_timeout_ms: int) -> int:
+    """The ``budget_ms`` passed to ``warm_isbns`` for a call the warmer waits on this long."""
+    return max(1, int(call_timeout_ms * WARM_BUDGET_SHARE))
 
 
 def author_search_url(name: str) -> str:
@@ -301,7 +309,9 @@ class Runner:
     async def _warm(self, unit: Unit) -> Outcome:
         try:
             if unit.kind is UnitKind.ISBNS:
-                return _warm_result(unit, await self._proxy.call("warm_isbns", list(unit.items)))
+                budget_ms = warm_budget_ms(self._settings.call_timeout_ms)
+                result = await self._proxy.call("warm_isbns", list(unit.items), budget_ms)
+                return _warm_result(unit, result)
             return await self._warm_author(unit.items[0])
         except BudgetExhausted:
             raise

@@ -21,6 +21,7 @@ from bookmeta import (
     Router,
     WorkerEnv,
     json_response,
+    refuse_extra_args,
     serve,
 )
 
@@ -84,9 +85,7 @@ class App:
 
     async def _http_books(self, request: Request) -> Response:
         async def parse_then_lookup() -> Outcome:
-            if len(request.body) > MAX_BODY_BYTES:
-                raise InvalidInput("body", f"body must be at most {MAX_BODY_BYTES} bytes")
-            payload = request.json()
+            payload = await request.read_json(MAX_BODY_BYTES)
             if not isinstance(payload, dict) or "isbns" not in payload:
                 raise InvalidInput("isbns", 'body must be a JSON object {"isbns": [...]}')
             return await self._books(payload["isbns"])
@@ -101,32 +100,53 @@ class App:
 
     # -- RPC (positional arguments; plain dict results) -------------------------------------
 
+    # Every parameter defaults to None and surplus arguments land in *extra: a caller's wrong
+    # argument count is answered with the error dict, never a TypeError (bookmeta._rpc).
+
     async def author(
-        self, name: Any, page: Any = None, page_size: Any = None, language: Any = None
+        self,
+        name: Any = None,
+        page: Any = None,
+        page_size: Any = None,
+        language: Any = None,
+        *extra: Any,
     ) -> Body:
         """RPC ``author(name, page, page_size, language)`` -> the ``/author/{name}`` body."""
-        return await self._rpc("author", lambda: self._author(name, page, page_size, language))
+        return await self._rpc(
+            "author", lambda: self._author(name, page, page_size, language), extra, 4
+        )
 
-    async def book(self, isbn: Any) -> Body:
+    async def book(self, isbn: Any = None, *extra: Any) -> Body:
         """RPC ``book(isbn)`` -> ``{"book": Book}`` or an error (404 ``not_found``)."""
-        return await self._rpc("book", lambda: self._book(isbn))
+        return await self._rpc("book", lambda: self._book(isbn), extra, 1)
 
-    async def books(self, isbns: Any) -> Body:
+    async def books(self, isbns: Any = None, *extra: Any) -> Body:
         """RPC ``books(isbns)`` -> ``{"books", "matches", "notFound", "invalid", "requested"}``."""
-        return await self._rpc("books", lambda: self._books(isbns))
+        return await self._rpc("books", lambda: self._books(isbns), extra, 1)
 
-    async def health(self) -> Body:
+    async def health(self, *extra: Any) -> Body:
         """RPC ``health()`` -> the ``/health`` body."""
-        return await self._rpc("health", self._health)
+        return await self._rpc("health", self._health, extra, 0)
 
-    async def metrics(self) -> Body:
+    async def metrics(self, *extra: Any) -> Body:
         """RPC ``metrics()`` -> the ``/metrics`` body."""
-        return await self._rpc("metrics", self._metrics_body)
+        return await self._rpc("metrics", self._metrics_body, extra, 0)
 
-    async def _rpc(self, method: str, op: Callable[[], Awaitable[Outcome]]) -> Body:
+    async def _rpc(
+        self,
+        method: str,
+        op: Callable[[], Awaitable[Outcome]],
+        extra: tuple[Any, ...],
+        accepted: int,
+    ) -> Body:
         self._metrics.incr(f"rpc.{method}")
+
+        async def checked() -> Outcome:
+            refuse_extra_args(method, extra, accepted)
+            return await op()
+
         try:
-            outcome = await self._guard(op())
+            outcome = await self._guard(checked())
         except Exception as exc:  # RPC has no serve(): answer like its JSON 500, never raise
             Log(WORKER, "rpc").error("rpc.crashed", method=method, error=type(exc).__name__)
             outcome = Failure(500, "internal_error", f"unexpected error in {method}")

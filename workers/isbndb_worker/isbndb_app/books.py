@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bookmeta import InvalidISBN, UpstreamError, canonical, to_isbn10
+from bookmeta import InvalidISBN, UpstreamError, canonical, drop_format_chars, to_isbn10
 
 PROVIDER = "isbndb"
 _MAX_ISBN_CHARS = 32
@@ -60,7 +60,7 @@ class Book:
 def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = drop_format_chars(value).strip()  # no bidi overrides in displayed text
     return value or None
 
 

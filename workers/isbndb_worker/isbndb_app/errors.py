@@ -17,6 +17,7 @@ from bookmeta import (
     ConfigError,
     InvalidInput,
     InvalidISBN,
+    PayloadTooLarge,
     RateLimited,
     Response,
     UpstreamError,
@@ -81,6 +82,9 @@ def config_error(exc: ConfigError) -> Failure:
 
 def failure_for(exc: BookmetaError) -> Failure:
     """Map bookmeta's exception tree onto the API's answers."""
+    if isinstance(exc, PayloadTooLarge):
+        details = {"param": exc.param, "limit": exc.max_bytes}
+        return Failure(413, "too_large", str(exc), details=details)
     if isinstance(exc, InvalidInput):
         return Failure(400, "invalid_input", str(exc), details={"param": exc.param})
     if isinstance(exc, InvalidISBN):

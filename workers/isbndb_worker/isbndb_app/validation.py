@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from bookmeta import InvalidInput, InvalidISBN, canonical
+from bookmeta import InvalidInput, InvalidISBN, canonical, drop_format_chars
 
 from .config import MAX_AUTHOR_CHARS, MAX_ISBNS_PER_REQUEST, MAX_PAGE
 
@@ -23,10 +23,11 @@ _MAX_ECHO_CHARS = 80
 
 
 def author_name(raw: Any) -> str:
-    """A trimmed author name of 1-200 characters with a letter or digit and no control chars."""
+    """A trimmed author name of 1-200 characters with a letter or digit and no control chars;
+    invisible format characters (bidi overrides...) are dropped."""
     if not isinstance(raw, str):
         raise InvalidInput("name", "name must be a string")
-    name = unicodedata.normalize("NFC", raw.strip())
+    name = unicodedata.normalize("NFC", drop_format_chars(raw).strip())
     if not name:
         raise InvalidInput("name", "name must not be empty")
     if len(name) > MAX_AUTHOR_CHARS:

@@ -2,7 +2,9 @@
 
 The real module imports `js`/`pyodide` and cannot load in CPython. This mirrors the
 signatures the project uses, and is as strict as the real one where it matters:
-`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` keeps both.
+`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` keeps both, and a
+body is read once: whole (`bytes()`), or chunk by chunk through `request.body` (a
+ReadableStream), never both; `bytes_read` counts what was handed out.
 It is put on sys.path by tests/conftest.py only.
 """
 
@@ -13,7 +15,16 @@ from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
-__all__ = ["FetchResponse", "Headers", "JsDict", "Request", "Response", "WorkerEntrypoint"]
+__all__ = [
+    "CHUNK_BYTES",
+    "FetchResponse",
+    "Headers",
+    "JsDict",
+    "ReadableStream",
+    "Request",
+    "Response",
+    "WorkerEntrypoint",
+]
 
 
 class JsDict(dict):  # type: ignore[type-arg]
@@ -67,19 +78,114 @@ def _body_bytes(body: Any) -> bytes:
     raise TypeError(f"Unsupported type in body: {type(body).__name__}")
 
 
+CHUNK_BYTES = 64 * 1024  # what a streamed body delivers per read() (workerd's vary, ~4-64 KiB)
+
+
+class Uint8Array:
+    """A chunk of a streamed body, as Pyodide hands it over (a JsBuffer)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    @property
+    def byteLength(self) -> int:
+        return len(self._data)
+
+    def to_bytes(self) -> bytes:
+        return self._data
+
+
+class ReadResult:
+    """What ``await reader.read()`` resolves to: ``{done, value}``."""
+
+    def __init__(self, done: bool, value: Uint8Array | None = None) -> None:
+        self.done = done
+        self.value = value
+
+
+class ReadableStreamDefaultReader:
+    """``stream.getReader()``: ``read()`` one chunk at a time, ``cancel()``, ``releaseLock()``."""
+
+    def __init__(self, owner: _Body) -> None:
+        self._owner = owner
+        self._released = False
+
+    def _check(self) -> None:
+        if self._released:
+            raise TypeError("This ReadableStreamDefaultReader has been released.")
+
+    async def read(self) -> ReadResult:
+        self._check()
+        return self._owner._next_chunk()
+
+    async def cancel(self, reason: Any = None) -> None:
+        self._check()
+        self._owner._cancelled = True
+
+    def releaseLock(self) -> None:
+        self._released = True
+        if self._owner._stream is not None:
+            self._owner._stream.locked = False
+
+
+class ReadableStream:
+    """``request.body``: the body as a JS ReadableStream (one reader at a time)."""
+
+    def __init__(self, owner: _Body) -> None:
+        self._owner = owner
+        self.locked = False
+
+    def getReader(self) -> ReadableStreamDefaultReader:
+        if self.locked:
+            raise TypeError("ReadableStream is locked to a reader.")
+        if self._owner._used and not self._owner._streaming:
+            raise TypeError("Body has already been used.")
+        self.locked = True
+        return ReadableStreamDefaultReader(self._owner)
+
+
 class _Body:
+    """A body read once, whole (``bytes``/``text``/``json``) or as a stream (``body``).
+
+    ``bytes_read`` counts what was handed out either way, so a test can prove that a refused
+    request was answered without reading any of its body.
+    """
+
     _body: bytes
     _used: bool
+    _has_body: bool
+    bytes_read: int = 0
+    _stream: ReadableStream | None = None
+    _streaming: bool = False
+    _cancelled: bool = False
 
     @property
     def body_used(self) -> bool:
         return self._used
 
+    @property
+    def body(self) -> ReadableStream | None:
+        """The body stream (the same object every time), or None (JS null) without a body."""
+        if not self._has_body:
+            return None
+        if self._stream is None:
+            self._stream = ReadableStream(self)
+        return self._stream
+
     def _take(self) -> bytes:
-        if self._used:
+        if self._used or (self._stream is not None and self._stream.locked):
             raise TypeError("Body has already been used.")
         self._used = True
+        self.bytes_read = len(self._body)
         return self._body
+
+    def _next_chunk(self) -> ReadResult:
+        self._used = self._streaming = True
+        if self._cancelled or self.bytes_read >= len(self._body):
+            return ReadResult(True)
+        chunk = self._body[self.bytes_read : self.bytes_read + CHUNK_BYTES]
+        self.bytes_read += len(chunk)
+        return ReadResult(False, Uint8Array(chunk))
 
     async def text(self) -> str:
         return self._take().decode("utf-8", errors="replace")
@@ -116,6 +222,7 @@ class Request(_Body):
         if body is not None and self.method in ("GET", "HEAD"):
             raise TypeError("Request with a GET or HEAD method cannot have a body.")
         self._body = _body_bytes(body) if body is not None else base_body
+        self._has_body = body is not None or bool(base_body)
         self._used = False
 
     def __repr__(self) -> str:
@@ -127,6 +234,7 @@ class FetchResponse(_Body):
 
     def __init__(self, body: bytes, status: int, headers: Headers, url: str = "") -> None:
         self._body = body
+        self._has_body = bool(body)
         self._used = False
         self.status = status
         self.headers = headers

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bookmeta import drop_format_chars
+
 _MAX_DIGITS = 9  # a page count or cover id, never more
 
 
+def _clean(value: str) -> str:
+    # Displayed text: no bidi overrides or other invisible format characters.
+    return drop_format_chars(value).strip()
+
+
 def text(obj: Mapping[str, Any], name: str) -> str | None:
-    """A non-empty stripped string field, else None."""
+    """A non-empty stripped string field without format characters, else None."""
     value = obj.get(name)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
+    if isinstance(value, str) and (cleaned := _clean(value)):
+        return cleaned
     return None
 
 
@@ -23,8 +30,8 @@ def texts(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
         return ()
     out: list[str] = []
     for item in value:
-        if isinstance(item, str) and item.strip() and item.strip() not in out:
-            out.append(item.strip())
+        if isinstance(item, str) and (cleaned := _clean(item)) and cleaned not in out:
+            out.append(cleaned)
     return tuple(out)
 
 

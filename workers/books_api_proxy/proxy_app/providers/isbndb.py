@@ -24,6 +24,7 @@ from bookmeta import (
     Service,
     UpstreamError,
     canonical,
+    parse_json,
     parse_retry_after,
     to_isbn10,
 )
@@ -141,7 +142,7 @@ def raise_for_error(result: Any) -> Mapping[str, Any]:
 def result_of(response: Response) -> Any:
     """The JSON body of a worker answer, with the HTTP status folded into ``error``."""
     try:
-        body = json.loads(response.body)
+        body = parse_json(response.body, param="response")
     except ValueError:
         raise UpstreamError(PROVIDER, None, "isbndb worker sent no JSON") from None
     if response.status < 400:
