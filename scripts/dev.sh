@@ -12,7 +12,7 @@
 # it vendors wrangler.toml.d/python_modules and writes the configs wrangler runs into
 # wrangler.toml.d/.dev/ (git-ignored; the offline runtime's dev flag lives only there).
 # Secrets: .dev.vars at the repo root (copy of .dev.vars.example). This script puts
-# WARMER_ADMIN_TOKEN into wrangler.toml.d/.dev/.dev.vars and the two API keys into the local Secrets
+# WARMER_ADMIN_TOKEN and PROXY_APP_KEYS into wrangler.toml.d/.dev/.dev.vars and the two API keys into the local Secrets
 # Store emulation (.wrangler/state), matching how they are bound in the configs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,7 +66,8 @@ PREPARED="$("$UV" run --frozen python devtools/workerd_runtime.py prepare --conf
   --fixture-port "$FIXTURE_PORT")" || { echo "dev.sh: could not prepare the Workers runtime" >&2; exit 1; }
 WORKERD_WRAPPER="$(sed -n 's/^MINIFLARE_WORKERD_PATH=//p' <<<"$PREPARED")"
 if [[ -n "$WORKERD_WRAPPER" ]]; then export MINIFLARE_WORKERD_PATH="$WORKERD_WRAPPER"; fi
-printf 'WARMER_ADMIN_TOKEN=%s\n' "$(val WARMER_ADMIN_TOKEN)" >"$DEV_CONFIGS/.dev.vars"
+printf 'WARMER_ADMIN_TOKEN=%s\nPROXY_APP_KEYS=%s\n' "$(val WARMER_ADMIN_TOKEN)" "$(val PROXY_APP_KEYS)" \
+  >"$DEV_CONFIGS/.dev.vars"
 
 # --- fixture upstream
 FIXTURE_PID=""

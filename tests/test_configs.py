@@ -247,7 +247,7 @@ def test_production_resources() -> None:
 def test_dev_vars_example_lists_every_secret() -> None:
     """.dev.vars.example names every secret; .dev.vars itself is git-ignored."""
     text = (ROOT / ".dev.vars.example").read_text()
-    for name in ("ISBNDB_API_KEY", "GOOGLE_BOOKS_API_KEY", "WARMER_ADMIN_TOKEN"):
+    for name in ("ISBNDB_API_KEY", "GOOGLE_BOOKS_API_KEY", "WARMER_ADMIN_TOKEN", "PROXY_APP_KEYS"):
         assert f"\n{name}=" in f"\n{text}"
     for path in (".dev.vars", "wrangler.toml.d/.dev.vars", ".dev.vars.staging"):
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +149,41 @@ def test_make_dev_serves_readmes_search(tmp_path: Path) -> None:
         assert response.headers["x-cache"] == "miss"
         again = httpx.get(f"{run.base}{README_SEARCH}", timeout=60)
         assert again.headers["x-cache"] != "miss"
+        _burst_of_misses_is_limited(run)
     assert _port_free(run.port), "the dev port is still taken"
     assert _port_free(run.fixture_port), "the fixture upstream's port is still taken"
     print(f"make dev (proxy): serving {run.ready_s:.1f} s after launch")
+
+
+def _unknown_isbns(n: int) -> list[str]:
+    out, body = [], 978_000_000_000
+    while len(out) < n:
+        digits = str(body)
+        total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(digits))
+        out.append(digits + str((10 - total % 10) % 10))
+        body += 1
+    return out
+
+
+def _burst_of_misses_is_limited(run: MakeDev) -> None:
+    """The Rate Limiting binding on workerd: one client's misses past LIMIT_IP_MISSES get 429.
+
+    Its counts live in fixed 60 s windows: a burst may cross one boundary, so it runs for up to
+    two limits' worth and checks that no 429 came before a whole limit had been admitted."""
+    config = tomllib.loads((ROOT / "wrangler.toml.d" / "books_api_proxy.toml").read_text())
+    fixtures = config["env"]["fixtures"]["ratelimits"]
+    limit = next(b["simple"]["limit"] for b in fixtures if b["name"] == "LIMIT_IP_MISSES")
+    statuses = []
+    for isbn in _unknown_isbns(2 * limit + 2):
+        response = httpx.get(f"{run.base}/search/auto?q={isbn}&maxResults=1", timeout=60)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert response.json()["error"]["code"] == "too_many_requests"
+            assert int(response.headers["retry-after"]) > 0
+            break
+        assert response.status_code == 200, response.text
+    assert statuses[-1] == 429, f"no 429 after {len(statuses)} misses"
+    assert len(statuses) >= limit - 1, statuses  # README's search above was one miss already
 
 
 def test_make_dev_warmer_upload_and_cron(tmp_path: Path) -> None:

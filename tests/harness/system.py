@@ -41,7 +41,10 @@ _isolates = itertools.count()
 # Plain secrets (`wrangler secret put`, `.dev.vars`) are not declared in the configs: which
 # worker has which is stated here (as in .dev.vars.example). Secrets Store secrets go only to
 # the workers whose config binds them.
-PLAIN_SECRETS: dict[str, tuple[str, ...]] = {"WARMER_ADMIN_TOKEN": ("cache_warmer",)}
+PLAIN_SECRETS: dict[str, tuple[str, ...]] = {
+    "WARMER_ADMIN_TOKEN": ("cache_warmer",),
+    "PROXY_APP_KEYS": ("books_api_proxy",),
+}
 # The contexts of one top-level invocation (and the binding calls it makes): drained at its end.
 _INVOCATION: ContextVar[list[FakeContext] | None] = ContextVar("harness_invocation", default=None)
 
