@@ -83,6 +83,27 @@ async def test_import_stores_the_source_and_answers_201_with_a_summary() -> None
     assert (status, progress["percent"], progress["status"]) == (200, 0.0, "queued")
 
 
+async def test_import_keeps_a_report_of_the_rows_it_skipped() -> None:
+    """import.json beside the upload: the problems and the lines without an ISBN, as in the
+    import's answer (the library's page lists them); 1,000 lines of each are kept."""
+    system = make_system()
+    _, summary = await upload(system, library("goodreads_24.csv"))
+    bucket = system.r2(WARMER, "LIBRARY_DATA").items
+    report = json.loads(bucket[f"libraries/{summary['id']}/import.json"].body)
+    assert report == {
+        "variant": "24 columns",
+        "rows": 18,
+        "problems": summary["problems"],
+        "problemsTotal": 1,
+        "rowsWithoutIsbn": {"count": 5, "lines": [17, 18, 20, 21, 23]},
+    }
+    many = b"title,author\n" + b"".join(b"Book %d,Author %d\n" % (n, n % 7) for n in range(1200))
+    _, summary = await upload(system, many)
+    report = json.loads(bucket[f"libraries/{summary['id']}/import.json"].body)
+    assert report["rowsWithoutIsbn"]["count"] == 1200
+    assert report["rowsWithoutIsbn"]["lines"] == list(range(2, 1002))
+
+
 async def test_multipart_upload_keeps_the_filename() -> None:
     """A browser form upload is parsed and the file part stored."""
     system = make_system()

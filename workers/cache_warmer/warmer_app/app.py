@@ -53,7 +53,15 @@ from .budget import (
 from .config import VERSION, WORKER, Settings
 from .dashboard import CSP, SCRIPT, render_dashboard
 from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
-from .jobs import JobState, JobStore, is_job_id, progress, public_progress
+from .jobs import (
+    MAX_REPORT_LINES,
+    JobState,
+    JobStore,
+    is_job_id,
+    kind_counts,
+    progress,
+    public_progress,
+)
 from .lease import Leases
 from .multipart import MultipartError, is_multipart, read_file_part
 from .planner import StopReason, build_units, total_estimate
@@ -292,7 +300,16 @@ class App:
             library={**summary, "authors": len(authors)},
             units=len(units),
             items=sum(len(u.items) for u in units),
+            by_kind=kind_counts(units),
         )
+        problems = [{"line": p.line, "message": p.message} for p in library.problems]
+        report = {
+            "variant": library.variant,
+            "rows": library.rows,
+            "problems": problems,
+            "problemsTotal": library.problems_total,
+            "rowsWithoutIsbn": {"count": len(no_isbn), "lines": no_isbn[:MAX_REPORT_LINES]},
+        }
         content_type = "text/tab-separated-values" if library.variant == "tsv" else "text/csv"
         await wiring.store.create(
             state,
@@ -300,6 +317,7 @@ class App:
             units,
             content_type=f"{content_type}; charset=utf-8",
             metadata={"format": state.format, "filename": filename, "jobId": state.id},
+            report=report,
         )
         self._isolate.metrics.incr("import.libraries")
         log.event("import", job=state.id, format=state.format, counts=summary)
@@ -314,7 +332,7 @@ class App:
             "rowsWithoutIsbn": {"count": len(no_isbn), "lines": no_isbn},
             "authors": len(authors),
             "authorNames": authors,
-            "problems": [{"line": p.line, "message": p.message} for p in library.problems],
+            "problems": problems,
             "problemsTotal": library.problems_total,
             "units": state.units,
             "items": state.items,
