@@ -180,3 +180,30 @@ def mock_upstreams() -> Iterator[Upstreams]:
             "openlibrary": router.route(host="openlibrary.org").mock(side_effect=_openlibrary),
         }
         yield Upstreams(routes)
+
+
+@contextmanager
+def empty_upstreams() -> Iterator[Upstreams]:
+    """Providers that answer, and know no book and no author (every item: not found)."""
+
+    def isbndb(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return _json(200, {"total": 0, "requested": 0, "data": []})
+        if "/author/" in request.url.path:
+            return _json(200, {"author": "x", "books": []})
+        return _json(404, {"errorMessage": "Not Found"})
+
+    def openlibrary(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/search.json":
+            return _json(200, {"start": 0, "num_found": 0, "docs": []})
+        return _json(200, {})
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=isbndb),
+            "google": router.route(host="www.googleapis.com").mock(
+                return_value=_json(200, {"kind": "books#volumes", "totalItems": 0})
+            ),
+            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=openlibrary),
+        }
+        yield Upstreams(routes)

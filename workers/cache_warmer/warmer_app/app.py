@@ -4,7 +4,8 @@ Routes::
 
     GET  /                         dashboard (HTML)            GET /dashboard.js  its script
     POST /libraries                import a CSV/TSV (auth)     GET /libraries     progress list
-    GET  /libraries/{id}           progress (JSON)             POST /libraries/{id}/warm (auth)
+    GET  /libraries/{id}           progress (JSON)
+    POST /libraries/{id}/warm      one batch now (auth)        POST /libraries/{id}/retry (auth)
     GET  /health                   GET /metrics
     GET  /debug/{proxy|isbndb}/... POST /debug/rpc/...        binding pass-through (auth)
 
@@ -222,6 +223,9 @@ class App:
     async def _http_warm(self, request: Request, id: str) -> Response:
         return await self._warm_now(request, id, self._log)
 
+    async def _http_retry(self, request: Request, id: str) -> Response:
+        return await self._retry(request, id, self._log)
+
     async def _http_health(self, request: Request) -> Response:
         return await self._health()
 
@@ -341,16 +345,19 @@ class App:
         }
         return json_response(body, 201, headers={"location": f"/libraries/{state.id}"})
 
+    async def _load_state(self, wiring: _Wiring, job_id: str) -> JobState | None:
+        """The job's state with the units a dead run left unsaved folded in (read-only)."""
+        state = await wiring.store.load(job_id) if is_job_id(job_id) else None
+        if state is not None:
+            await wiring.store.catch_up(state)
+        return state
+
     async def _load_progress(self, job_id: str) -> dict[str, Any] | None:
-        wiring = self._wire(self._settings())
-        state = await wiring.store.load(job_id)
-        if state is None:
-            return None
-        await wiring.store.catch_up(state)  # read-only: shows units a dead run left unsaved
-        return progress(state)
+        state = await self._load_state(self._wire(self._settings()), job_id)
+        return None if state is None else progress(state)
 
     async def _show(self, job_id: str, *, full: bool) -> Response:
-        found = await self._load_progress(job_id) if is_job_id(job_id) else None
+        found = await self._load_progress(job_id)
         if found is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
         return json_response(found if full else public_progress(found))
@@ -392,6 +399,38 @@ class App:
         if runs and runs[0]["stoppedBy"] == StopReason.BUSY.value:
             return error_response(409, "busy", "another run is warming this library; retry soon")
         return json_response({**report, "progress": await self._load_progress(job_id)})
+
+    async def _retry(self, request: Request, job_id: str, log: Log) -> Response:
+        """Queue every failed item of the library again, under its lease (409 while a run
+        holds it). The plan is written before the state, so a crash between them leaves
+        only unused units past the state's end (ignored, then overwritten by the next append)."""
+        refused = await self._authorized(request)
+        if refused is not None:
+            return refused
+        settings = self._settings()
+        wiring = self._wire(settings)
+        if not is_job_id(job_id) or await wiring.store.load(job_id) is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        lease = await wiring.leases.acquire(job_id)
+        if lease is None:
+            return error_response(409, "busy", "another run is warming this library; retry soon")
+        try:
+            state = await self._load_state(wiring, job_id)  # fresh, under the lease
+            if state is None:  # deleted meanwhile
+                return error_response(404, "not_found", f"no library {job_id!r}")
+            units = (await wiring.store.load_units(job_id))[: state.units]
+            retried = len(state.failures)
+            added = state.requeue_failures(units, chunk_size=settings.isbn_chunk_size)
+            if added:
+                await wiring.store.save_units(job_id, units + added)
+                await wiring.store.save(state)
+        finally:
+            await wiring.leases.release(lease)
+        self._isolate.metrics.incr("retry.items", retried)
+        log.event("retry", job=job_id, items=retried, units=len(added))
+        return json_response(
+            {"id": job_id, "retried": retried, "units": len(added), "progress": progress(state)}
+        )
 
     async def _health(self) -> Response:
         settings = self._settings()
@@ -500,6 +539,7 @@ def _routes() -> Router:
     router.add("GET", "/libraries", App._http_list)
     router.add("GET", "/libraries/{id}", App._http_show)
     router.add("POST", "/libraries/{id}/warm", App._http_warm)
+    router.add("POST", "/libraries/{id}/retry", App._http_retry)
     router.add("GET", "/health", App._http_health)
     router.add("GET", "/metrics", App._http_metrics)
     return router

@@ -3,7 +3,7 @@
 Layout (KV ``WARMING_CACHE``, R2 ``LIBRARY_DATA``)::
 
     R2  libraries/{id}/source.csv   the upload as received (the file part of a multipart form)
-    R2  libraries/{id}/plan.json    the units, append-only (verification appends re-queued units)
+    R2  libraries/{id}/plan.json    the units, append-only (verification and retries append units)
     R2  libraries/{id}/import.json  what the import found: rows skipped (line, reason), rows
                                     without an ISBN; shown on the library's page to the token holder
     KV  job:{id}                    JobState: cursor, counters, failures, last run; written at
@@ -29,7 +29,7 @@ from typing import Any
 from bookmeta import BlobStore, Clocks, KVStore
 
 from .budget import wait_for_write_slot
-from .planner import StopReason, Unit, UnitKind
+from .planner import StopReason, Unit, UnitKind, build_units
 
 JOB_PREFIX = "job:"
 MAX_FAILURES_SHOWN = 100
@@ -161,8 +161,29 @@ class JobState:
             if (counts := self.by_kind.get(unit.kind.value)) is not None:
                 counts["total"] += len(unit.items)
 
+    def requeue_failures(self, units: Sequence[Unit], *, chunk_size: int) -> list[Unit]:
+        """Forget every recorded failure; returns the units that warm those items again.
+
+        ``units`` is the plan (a failure names its unit, hence its item's kind). The items
+        leave ``failed`` and ``failures`` and become pending work again, one unit item per
+        failure: ``items`` does not change, ``units`` grows by the returned units, which the
+        caller appends to the plan.
+        """
+        isbns: list[str] = []
+        authors: list[str] = []
+        for failure in self.failures:
+            kind = units[int(failure["unit"])].kind
+            (isbns if kind is UnitKind.ISBNS else authors).append(str(failure["item"]))
+            if (counts := self.by_kind.get(kind.value)) is not None:
+                counts["failed"] -= 1
+        added = build_units(isbns, authors, chunk_size=chunk_size)
+        self.failed -= len(self.failures)
+        self.failures = []
+        self.units += len(added)
+        return added
+
     def failed_items(self) -> set[str]:
-        """Items that failed at least once (verification leaves them alone)."""
+        """Items recorded as failed (verification leaves them alone; a retry forgets them)."""
         return {str(f["item"]) for f in self.failures}
 
     def to_json(self) -> str:
