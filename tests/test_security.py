@@ -115,6 +115,8 @@ async def drive_everything(system: System) -> list[str]:
     await http(WARMER, "/libraries", method="POST", headers=csv, body=b"\x00\x01")
     for path in ("/", "/dashboard.js", "/libraries", f"/libraries/{job}", "/health", "/metrics"):
         await http(WARMER, path)
+    await http(WARMER, f"/libraries/{job}", headers={"accept": "text/html"})
+    await http(WARMER, f"/libraries/{job}", headers={**AUTH, "accept": "text/html"})
     await http(WARMER, f"/libraries/{job}/warm", method="POST", headers=AUTH)
     await http(WARMER, f"/libraries/{job}/warm", method="POST")
     await http(WARMER, f"/libraries/{job}/retry", method="POST", headers=AUTH)

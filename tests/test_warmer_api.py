@@ -169,7 +169,7 @@ async def test_dashboard_escapes_user_provided_names() -> None:
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;&quot;" in html
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert html.count("<progress") == 2
+    assert html.count("<progress") == 4, "books and authors, per library"
     script = await system.fetch(WARMER, "/dashboard.js")
     assert script.headers["content-type"].startswith("text/javascript")
 
@@ -250,7 +250,7 @@ async def test_read_routes_without_the_token_show_aggregate_progress_only() -> N
     assert (view["status"], view["total"], view["done"], view["failed"]) == ("done", 2, 1, 1)
     assert view["lastRun"] == {"stoppedBy": "complete", "detail": ""}
     assert json.loads(public["/libraries"])["libraries"] == [view]
-    assert '<progress max="100" value="100.0"' in public["/"]
+    assert '<progress id="bar-' + job + '-items" max="2" value="2"' in public["/"]
     _, full = await get_json(system, f"/libraries/{job}")  # with the token
     assert full["filename"] == "alice-reading-list.csv"
     assert full["failures"][0]["item"] == "Nobody Ever Wrote This"

@@ -183,6 +183,19 @@ def mock_upstreams() -> Iterator[Upstreams]:
 
 
 @contextmanager
+def broken_upstreams(status: int) -> Iterator[Upstreams]:
+    """Every provider answers ``status`` (503: down, a transient failure for the warmer)."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        answer = _json(status, {"error": {"code": status, "message": "unavailable"}})
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(return_value=answer),
+            "google": router.route(host="www.googleapis.com").mock(return_value=answer),
+            "openlibrary": router.route(host="openlibrary.org").mock(return_value=answer),
+        }
+        yield Upstreams(routes)
+
+
+@contextmanager
 def empty_upstreams() -> Iterator[Upstreams]:
     """Providers that answer, and know no book and no author (every item: not found)."""
 
@@ -207,3 +220,14 @@ def empty_upstreams() -> Iterator[Upstreams]:
             "openlibrary": router.route(host="openlibrary.org").mock(side_effect=openlibrary),
         }
         yield Upstreams(routes)
+
+
+HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def get_page(system: System, job_id: str, *, auth: bool = True) -> tuple[int, Any, str]:
+    """GET /libraries/{id} as a browser asks for it (Accept prefers HTML): status, headers,
+    text; with the admin token unless ``auth`` is False."""
+    headers = {**HTML, **(AUTH if auth else {})}
+    resp = await system.fetch(WARMER, f"/libraries/{job_id}", headers=headers)
+    return resp.status, resp.headers, await resp.text()

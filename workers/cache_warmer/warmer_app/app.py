@@ -2,9 +2,9 @@
 
 Routes::
 
-    GET  /                         dashboard (HTML)            GET /dashboard.js  its script
+    GET  /                         dashboard (HTML)            GET /dashboard.js  the pages' script
     POST /libraries                import a CSV/TSV (auth)     GET /libraries     progress list
-    GET  /libraries/{id}           progress (JSON)
+    GET  /libraries/{id}           progress (JSON; HTML when Accept prefers it)
     POST /libraries/{id}/warm      one batch now (auth)        POST /libraries/{id}/retry (auth)
     GET  /health                   GET /metrics
     GET  /debug/{proxy|isbndb}/... POST /debug/rpc/...        binding pass-through (auth)
@@ -52,7 +52,7 @@ from .budget import (
     save_usage,
 )
 from .config import VERSION, WORKER, Settings
-from .dashboard import CSP, SCRIPT, render_dashboard
+from .dashboard import render_dashboard
 from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
 from .jobs import (
     MAX_REPORT_LINES,
@@ -64,10 +64,15 @@ from .jobs import (
     public_progress,
 )
 from .lease import Leases
+from .library_page import render_library
 from .multipart import MultipartError, is_multipart, read_file_part
+from .negotiate import prefers_html
 from .planner import StopReason, build_units, total_estimate
 from .runner import Runner
+from .script import SCRIPT
+from .ui import HTML_HEADERS
 from .verify import Verifier, utc_day
+from .views import library_row, library_view
 
 MICRO_BATCH_CRON = "*/15 * * * *"
 VERIFY_CRON = "0 2 * * *"
@@ -218,7 +223,10 @@ class App:
         return json_response({"libraries": await self._progress_list(full=full)})
 
     async def _http_show(self, request: Request, id: str) -> Response:
-        return await self._show(id, full=await self._is_admin(request))
+        full = await self._is_admin(request)
+        if prefers_html(request.header("accept")):
+            return await self._page(id, full=full)
+        return await self._show(id, full=full)
 
     async def _http_warm(self, request: Request, id: str) -> Response:
         return await self._warm_now(request, id, self._log)
@@ -360,33 +368,57 @@ class App:
         found = await self._load_progress(job_id)
         if found is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
-        return json_response(found if full else public_progress(found))
+        view = found if full else public_progress(found)
+        return json_response(view, headers={"vary": "accept"})
+
+    async def _page(self, job_id: str, *, full: bool) -> Response:
+        """The library's page (HTML); errors stay JSON like every other error."""
+        settings = self._settings()
+        wiring = self._wire(settings)
+        state = await self._load_state(wiring, job_id)
+        if state is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        now = self._clocks.wall()
+        usage = await load_usage(wiring.kv, utc_day(now))
+        found = progress(state)
+        view = library_view(
+            found if full else public_progress(found),
+            full=full,
+            now=now,
+            usage_day=usage.day,
+            calls=usage.calls,
+            budgets=settings.daily.as_dict(),
+            usage_saturated=usage.saturated,
+            kinds=state.by_kind if full else None,
+            report=await wiring.store.load_report(job_id) if full else None,
+        )
+        html = render_library(view)
+        return Response(200, html.encode("utf-8"), {**HTML_HEADERS, "vary": "accept"})
+
+    async def _newest_states(self) -> list[JobState]:
+        wiring = self._wire(self._settings())
+        ids = await wiring.store.list_ids()
+        states = [
+            await wiring.store.load(job_id) for job_id in reversed(ids[-DASHBOARD_LIBRARIES:])
+        ]
+        return [s for s in states if s is not None]
 
     async def _progress_list(self, *, full: bool) -> list[dict[str, Any]]:
         """The newest jobs' progress: the full view with the token, else aggregates only."""
-        wiring = self._wire(self._settings())
-        ids = await wiring.store.list_ids()
-        out = []
-        for job_id in reversed(ids[-DASHBOARD_LIBRARIES:]):
-            state = await wiring.store.load(job_id)
-            if state is not None:
-                view = progress(state)
-                out.append(view if full else public_progress(view))
-        return out
+        views = [progress(state) for state in await self._newest_states()]
+        return views if full else [public_progress(v) for v in views]
 
     async def _dashboard(self, *, full: bool) -> Response:
-        page = render_dashboard(
-            await self._progress_list(full=full),
-            max_upload_bytes=self._settings().max_upload_bytes,
-        )
-        headers = {
-            "content-type": "text/html; charset=utf-8",
-            "content-security-policy": CSP,
-            "x-content-type-options": "nosniff",
-            "referrer-policy": "no-referrer",
-            "cache-control": "no-store",
-        }
-        return Response(200, page.encode("utf-8"), headers)
+        now = self._clocks.wall()
+        rows = []
+        for state in await self._newest_states():
+            view = progress(state)
+            if full:
+                rows.append(library_row(view, now=now, kinds=state.by_kind))
+            else:
+                rows.append(library_row(public_progress(view), now=now))
+        html = render_dashboard(rows, max_upload_bytes=self._settings().max_upload_bytes, full=full)
+        return Response(200, html.encode("utf-8"), dict(HTML_HEADERS))
 
     async def _warm_now(self, request: Request, job_id: str, log: Log) -> Response:
         refused = await self._authorized(request)
