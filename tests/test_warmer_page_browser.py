@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_warmer_page import contrast, hex_rgb
 from test_warmer_support import (
     TOKEN,
     UNLISTED_AUTHORS,
@@ -294,39 +295,6 @@ async def test_warm_now_and_retry_failed_items_from_the_page(tmp_path: Path) -> 
     assert seen["forgotten"] == 0
     _, progress = await get_json(system, f"/libraries/{job}")
     assert (progress["total"], progress["done"], progress["failed"]) == (24, 20, 4)
-
-
-def luminance(rgb: tuple[int, int, int]) -> float:
-    """WCAG relative luminance of an sRGB colour."""
-
-    def channel(c: int) -> float:
-        s = c / 255
-        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(c) for c in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
-    """WCAG contrast ratio of two colours (1 to 21)."""
-    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
-def hex_rgb(colour: str) -> tuple[int, int, int]:
-    """``#1a7f37`` -> (26, 127, 55)."""
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
-
-
-def test_the_palette_meets_wcag_contrast() -> None:
-    """Text 4.5:1 on the background; bar fills 3:1 against their track and the page."""
-    bg = hex_rgb(PALETTE["background"])
-    for name in ("text", "muted", "link"):
-        assert contrast(hex_rgb(PALETTE[name]), bg) >= 4.5, name
-    for fill in ("fill", "budget_fill"):
-        assert contrast(hex_rgb(PALETTE[fill]), hex_rgb(PALETTE["track"])) >= 3.0, fill
-        assert contrast(hex_rgb(PALETTE[fill]), bg) >= 3.0, fill
-    assert contrast(hex_rgb(PALETTE["track_edge"]), bg) >= 3.0, "the bar's extent is visible"
 
 
 async def test_the_bars_chromium_paints_have_enough_contrast(tmp_path: Path) -> None:
