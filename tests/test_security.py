@@ -117,8 +117,12 @@ async def drive_everything(system: System) -> list[str]:
     await http(WARMER, "/libraries", method="POST", headers=csv, body=b"\x00\x01")
     for path in ("/", "/dashboard.js", "/libraries", f"/libraries/{job}", "/health", "/metrics"):
         await http(WARMER, path)
+    await http(WARMER, f"/libraries/{job}", headers={"accept": "text/html"})
+    await http(WARMER, f"/libraries/{job}", headers={**AUTH, "accept": "text/html"})
     await http(WARMER, f"/libraries/{job}/warm", method="POST", headers=AUTH)
     await http(WARMER, f"/libraries/{job}/warm", method="POST")
+    await http(WARMER, f"/libraries/{job}/retry", method="POST", headers=AUTH)
+    await http(WARMER, f"/libraries/{job}/retry", method="POST")
     await http(WARMER, "/debug/proxy/health", headers=AUTH)
     await http(WARMER, "/debug/isbndb/health", headers=AUTH)
     await http(WARMER, f"/debug/isbndb/book/{REFUSED_401}", headers=AUTH)
@@ -179,6 +183,7 @@ async def test_secrets_never_leak_into_responses_logs_or_binding_traffic(
 WRITES = [
     pytest.param("POST", "/libraries", id="import"),
     pytest.param("POST", "/libraries/{job}/warm", id="warm-now"),
+    pytest.param("POST", "/libraries/{job}/retry", id="retry-failed"),
     pytest.param("GET", "/debug/proxy/health", id="debug-forward"),
     pytest.param("POST", "/debug/rpc/proxy/warm_isbns", id="debug-rpc"),
 ]

@@ -472,3 +472,43 @@ def test_author_calls_and_keys_use_the_shared_contract() -> None:
         f"?page=1&pageSize={AUTHOR_PAGE_SIZE}&language={DEFAULT_LANG}"
     )
     assert verify.item_key(UnitKind.AUTHOR, "Frank Herbert") == author_warm_key("Frank Herbert")
+
+
+async def test_books_and_authors_are_counted_apart_through_runs_and_the_nightly_check() -> None:
+    """Per-kind counts: 12 books and 12 authors at import; 12 books and 8 authors warmed,
+    4 authors failed at the end; an author the nightly check re-queues adds to the authors."""
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
+    kv = warmer_kv(system)
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        key = f"job:{summary['id']}"
+        assert JobState.from_json(kv.dump()[key]).by_kind == {
+            "isbns": {"total": 12, "done": 0, "failed": 0},
+            "author": {"total": 12, "done": 0, "failed": 0},
+        }
+        await run_until_done(system, summary["id"])
+        assert JobState.from_json(kv.dump()[key]).by_kind == {
+            "isbns": {"total": 12, "done": 12, "failed": 0},
+            "author": {"total": 12, "done": 8, "failed": 4},
+        }
+        evicted = author_warm_key("Frank Herbert")
+        await system.kv(PROXY, "CACHE").delete(evicted)
+        await system.r2(PROXY, "API_CACHE_COLD").delete("cache/" + evicted)
+        system.clock.advance(3600)
+        await system.scheduled(WARMER, VERIFY_CRON)
+        assert JobState.from_json(kv.dump()[key]).by_kind["author"]["total"] == 13
+        await run_until_done(system, summary["id"])
+    state = JobState.from_json(kv.dump()[key])
+    assert state.by_kind["author"] == {"total": 13, "done": 9, "failed": 4}
+    counts = state.by_kind.values()
+    assert sum(c["total"] for c in counts) == state.items
+    assert sum(c["done"] for c in counts) == state.done
+    assert sum(c["failed"] for c in counts) == state.failed
+
+
+def test_a_state_written_by_a_newer_version_still_loads() -> None:
+    """Fields this version does not know are ignored (isolates of two versions overlap)."""
+    state = JobState("j", 0.0, "generic", "csv", "", {}, 1, 1)
+    data = json.loads(state.to_json())
+    loaded = JobState.from_json(json.dumps({**data, "addedLater": [1, 2]}))
+    assert loaded == state

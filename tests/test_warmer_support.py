@@ -180,3 +180,54 @@ def mock_upstreams() -> Iterator[Upstreams]:
             "openlibrary": router.route(host="openlibrary.org").mock(side_effect=_openlibrary),
         }
         yield Upstreams(routes)
+
+
+@contextmanager
+def broken_upstreams(status: int) -> Iterator[Upstreams]:
+    """Every provider answers ``status`` (503: down, a transient failure for the warmer)."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        answer = _json(status, {"error": {"code": status, "message": "unavailable"}})
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(return_value=answer),
+            "google": router.route(host="www.googleapis.com").mock(return_value=answer),
+            "openlibrary": router.route(host="openlibrary.org").mock(return_value=answer),
+        }
+        yield Upstreams(routes)
+
+
+@contextmanager
+def empty_upstreams() -> Iterator[Upstreams]:
+    """Providers that answer, and know no book and no author (every item: not found)."""
+
+    def isbndb(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return _json(200, {"total": 0, "requested": 0, "data": []})
+        if "/author/" in request.url.path:
+            return _json(200, {"author": "x", "books": []})
+        return _json(404, {"errorMessage": "Not Found"})
+
+    def openlibrary(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/search.json":
+            return _json(200, {"start": 0, "num_found": 0, "docs": []})
+        return _json(200, {})
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=isbndb),
+            "google": router.route(host="www.googleapis.com").mock(
+                return_value=_json(200, {"kind": "books#volumes", "totalItems": 0})
+            ),
+            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=openlibrary),
+        }
+        yield Upstreams(routes)
+
+
+HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def get_page(system: System, job_id: str, *, auth: bool = True) -> tuple[int, Any, str]:
+    """GET /libraries/{id} as a browser asks for it (Accept prefers HTML): status, headers,
+    text; with the admin token unless ``auth`` is False."""
+    headers = {**HTML, **(AUTH if auth else {})}
+    resp = await system.fetch(WARMER, f"/libraries/{job_id}", headers=headers)
+    return resp.status, resp.headers, await resp.text()

@@ -186,10 +186,8 @@ class Verifier:
             isbns = [item for kind, item in requeue if kind is UnitKind.ISBNS]
             authors = [item for kind, item in requeue if kind is UnitKind.AUTHOR]
             added = build_units(isbns, authors, chunk_size=self._chunk_size)
-            units = units[: state.units] + added
-            await self._store.save_units(state.id, units)
-            state.units = len(units)
-            state.items += len(requeue)
+            await self._store.save_units(state.id, units[: state.units] + added)
+            state.grow(added)
             state.requeued += len(requeue)
         state.verify_cursor = 0 if checked >= len(ordered) else (start + checked) % len(ordered)
         summary: dict[str, Any] = {
