@@ -9,6 +9,7 @@ from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
+    ObjectNamespace,
     Service,
     SettingsCache,
     WorkerEnv,
@@ -20,8 +21,10 @@ from ._errors import (
     BookmetaError,
     CircuitOpen,
     ConfigError,
+    GuardRefused,
     InvalidInput,
     InvalidISBN,
+    QuotaExhausted,
     RateLimited,
     UpstreamError,
 )
@@ -56,12 +59,22 @@ from ._keys import (
     search_key,
 )
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
+from ._purpose import PURPOSE_HEADER, Purpose, parse_purpose
 from ._query import Query, QueryKind, classify, normalize_display, normalize_key
 from ._ratelimit import RateLimiter
 from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
 from ._serve import serve
 from ._singleflight import SingleFlight
-from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
+from ._stores import (
+    Blob,
+    BlobListing,
+    BlobStore,
+    KVEntry,
+    KVListing,
+    KVStore,
+    SqlStore,
+    SqlValue,
+)
 from ._upstream import UpstreamResponse, parse_retry_after, request_json
 
 __all__ = [
@@ -69,6 +82,7 @@ __all__ = [
     "AUTHOR_WARM_MAX_RESULTS",
     "DEFAULT_LANG",
     "KEY_VERSION",
+    "PURPOSE_HEADER",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "WARM_ISBNS_MAX",
@@ -86,6 +100,7 @@ __all__ = [
     "Clocks",
     "ConfigError",
     "FakeClock",
+    "GuardRefused",
     "InvalidISBN",
     "InvalidInput",
     "KVEntry",
@@ -95,9 +110,12 @@ __all__ = [
     "Log",
     "Lookup",
     "Metrics",
+    "ObjectNamespace",
     "ObservedService",
+    "Purpose",
     "Query",
     "QueryKind",
+    "QuotaExhausted",
     "RateLimited",
     "RateLimiter",
     "Request",
@@ -109,6 +127,8 @@ __all__ = [
     "SettingsCache",
     "SingleFlight",
     "Sleep",
+    "SqlStore",
+    "SqlValue",
     "TwoTierCache",
     "UpstreamError",
     "UpstreamResponse",
@@ -129,6 +149,7 @@ __all__ = [
     "json_response",
     "normalize_display",
     "normalize_key",
+    "parse_purpose",
     "parse_retry_after",
     "request_json",
     "response_for_error",
