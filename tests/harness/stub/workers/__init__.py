@@ -2,7 +2,8 @@
 
 The real module imports `js`/`pyodide` and cannot load in CPython. This mirrors the
 signatures the project uses, and is as strict as the real one where it matters:
-`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` keeps both.
+`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` and
+`DurableObject(ctx, env)` keep both.
 It is put on sys.path by tests/conftest.py only.
 """
 
@@ -13,7 +14,15 @@ from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
-__all__ = ["FetchResponse", "Headers", "JsDict", "Request", "Response", "WorkerEntrypoint"]
+__all__ = [
+    "DurableObject",
+    "FetchResponse",
+    "Headers",
+    "JsDict",
+    "Request",
+    "Response",
+    "WorkerEntrypoint",
+]
 
 
 class JsDict(dict):  # type: ignore[type-arg]
@@ -169,6 +178,14 @@ class Response(FetchResponse):
 
 class WorkerEntrypoint:
     """Base of `class Default(WorkerEntrypoint)`: keeps `ctx` and `env`."""
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+class DurableObject:
+    """Base of a Durable Object class: keeps `ctx` (its state and storage) and `env`."""
 
     def __init__(self, ctx: Any, env: Any) -> None:
         self.ctx = ctx
