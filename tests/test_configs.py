@@ -52,8 +52,17 @@ SERVICES = {
 KV = {"isbndb": set(), "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"}}
 R2 = {"isbndb": set(), "proxy": {"API_CACHE_COLD"}, "warmer": {"LIBRARY_DATA"}}
 SECRETS_STORE = {"isbndb": {"ISBNDB_API_KEY"}, "proxy": {"GOOGLE_BOOKS_API_KEY"}, "warmer": set()}
+# worker -> Durable Object binding -> class (defined by that worker, SQLite-backed).
+DURABLE_OBJECTS = {"isbndb": {"ISBNDB_GUARD": "IsbndbKeyGuard"}, "proxy": {}, "warmer": {}}
 VARS = {
-    "isbndb": {"RATE_LIMIT_MS", "MAX_BOOKS_PER_AUTHOR", "ISBNDB_BASE_URL", "ISBNDB_BULK_LIMIT"},
+    "isbndb": {
+        "ISBNDB_RATE_PER_S",
+        "ISBNDB_DAILY_QUOTA",
+        "ISBNDB_WARM_RESERVE",
+        "MAX_BOOKS_PER_AUTHOR",
+        "ISBNDB_BASE_URL",
+        "ISBNDB_BULK_LIMIT",
+    },
     "proxy": {
         "CACHE_HOT_TTL",
         "CACHE_COLD_TTL",
@@ -78,7 +87,14 @@ PRODUCTION_KV = {
     "CACHE": "b9cade63b6db48fd80c109a013f38fdb",
     "WARMING_CACHE": "69949ba5a5b44214b7a2e40c1b687c35",
 }
-BINDING_KEYS = ("services", "kv_namespaces", "r2_buckets", "secrets_store_secrets", "vars")
+BINDING_KEYS = (
+    "services",
+    "kv_namespaces",
+    "r2_buckets",
+    "secrets_store_secrets",
+    "durable_objects",
+    "vars",
+)
 
 Config = dict[str, Any]
 
@@ -160,8 +176,27 @@ def test_binding_matrix(worker: str, env: str | None) -> None:
     assert {k["binding"] for k in table.get("kv_namespaces", [])} == KV[worker]
     assert {r["binding"] for r in table.get("r2_buckets", [])} == R2[worker]
     assert {s["binding"] for s in table.get("secrets_store_secrets", [])} == SECRETS_STORE[worker]
+    objects = table.get("durable_objects", {}).get("bindings", [])
+    assert {b["name"]: b["class_name"] for b in objects} == DURABLE_OBJECTS[worker]
+    assert all("script_name" not in b for b in objects)  # each class lives in its own worker
     assert set(table["vars"]) == VARS[worker]
     assert all(isinstance(v, str) for v in table["vars"].values())
+
+
+@pytest.mark.parametrize(
+    ("worker", "env"), WORKER_ENV, ids=[f"{w}-{_id(e)}" for w, e in WORKER_ENV]
+)
+def test_every_env_migrates_its_durable_objects_to_sqlite(worker: str, env: str | None) -> None:
+    """Each env repeats the migrations; every bound class is SQLite-backed (Free plan), none
+    KV-backed, and tags are unique and in order."""
+    table = section(load(worker), env)
+    migrations = table.get("migrations", [])
+    sqlite = {c for m in migrations for c in m.get("new_sqlite_classes", [])}
+    assert sqlite == set(DURABLE_OBJECTS[worker].values())
+    assert not any(m.get("new_classes") for m in migrations)
+    tags = [m["tag"] for m in migrations]
+    assert tags == sorted(set(tags))
+    assert section(load(worker), None).get("migrations", []) == migrations
 
 
 def test_no_back_edges() -> None:
@@ -176,7 +211,7 @@ def test_no_back_edges() -> None:
                 assert order.index(target) < order.index(worker), (worker, env, svc)
     isbndb = load("isbndb")
     for env in ALL_ENVS:
-        for key in ("services", "kv_namespaces", "r2_buckets"):
+        for key in ("services", "r2_buckets"):
             assert key not in section(isbndb, env), (env, key)
 
 
@@ -301,3 +336,5 @@ def test_wrangler_dry_run(worker: str, env: str | None, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "entry.py").is_file()
     for binding in SERVICES[worker]:
         assert f"env.{binding} ({NAMES[SERVICES[worker][binding]][env]})" in output
+    for binding, class_name in DURABLE_OBJECTS[worker].items():
+        assert f"env.{binding} ({class_name})" in output

@@ -1,11 +1,25 @@
 """ISBNdb worker entry point: runtime glue only (the app lives in isbndb_app)."""
 
-from workers import WorkerEntrypoint
+from workers import DurableObject, WorkerEntrypoint
 
-from bookmeta.runtime import RuntimeEnv, read_request, to_runtime_response
-from isbndb_app import Isolate, build_app
+from bookmeta.runtime import RuntimeEnv, SqlBinding, read_request, to_runtime_response
+from isbndb_app import Isolate, KeyGuardObject, build_app
 
-_ISOLATE = Isolate()  # per-isolate state: breaker, rate limiter, LRU caches, metrics
+_ISOLATE = Isolate()  # per-isolate state: breaker, LRU caches, known refusals, metrics
+
+
+class IsbndbKeyGuard(DurableObject):
+    """The key guard: one object per ISBNdb key (isbndb_app/guard_object.py)."""
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        self._guard = KeyGuardObject(SqlBinding(ctx.storage.sql), RuntimeEnv(env, ctx))
+
+    async def take(self, purpose, max_wait_ms):
+        return self._guard.take(purpose, max_wait_ms)
+
+    async def usage(self):
+        return self._guard.usage()
 
 
 class Default(WorkerEntrypoint):
@@ -15,14 +29,14 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))
 
-    async def author(self, name, page=None, page_size=None, language=None):
-        return await self._app().author(name, page, page_size, language)
+    async def author(self, name, page=None, page_size=None, language=None, purpose=None):
+        return await self._app().author(name, page, page_size, language, purpose)
 
-    async def book(self, isbn):
-        return await self._app().book(isbn)
+    async def book(self, isbn, purpose=None):
+        return await self._app().book(isbn, purpose)
 
-    async def books(self, isbns):
-        return await self._app().books(isbns)
+    async def books(self, isbns, purpose=None):
+        return await self._app().books(isbns, purpose)
 
     async def health(self):
         return await self._app().health()
