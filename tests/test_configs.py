@@ -49,7 +49,7 @@ SERVICES = {
     "proxy": {"ISBNDB_WORKER": "isbndb"},
     "warmer": {"BOOKS_API_PROXY": "proxy", "ISBNDB_WORKER": "isbndb"},
 }
-KV = {"isbndb": set(), "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"}}
+KV = {"isbndb": {"ISBNDB_CACHE"}, "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"}}
 R2 = {"isbndb": set(), "proxy": {"API_CACHE_COLD"}, "warmer": {"LIBRARY_DATA"}}
 SECRETS_STORE = {"isbndb": {"ISBNDB_API_KEY"}, "proxy": {"GOOGLE_BOOKS_API_KEY"}, "warmer": set()}
 # worker -> Durable Object binding -> class (defined by that worker, SQLite-backed).
@@ -254,6 +254,17 @@ def test_warmer_crons(env: str | None) -> None:
     assert section(load("warmer"), env)["triggers"]["crons"] == ["*/15 * * * *", "0 2 * * *"]
     for worker in ("isbndb", "proxy"):
         assert "triggers" not in section(load(worker), env)
+
+
+def test_kv_ids_differ_between_envs() -> None:
+    """No two envs (nor two workers) share a KV namespace id."""
+    ids = [
+        kv["id"]
+        for worker in CONFIGS
+        for env in ALL_ENVS
+        for kv in section(load(worker), env).get("kv_namespaces", [])
+    ]
+    assert len(ids) == len(set(ids))
 
 
 def test_production_resources() -> None:

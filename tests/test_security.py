@@ -283,7 +283,7 @@ async def test_the_token_is_compared_with_hmac_compare_digest(
 # -- the binding matrix at runtime ------------------------------------------------------------
 
 RUNTIME_MATRIX = {
-    ISBNDB: {"services": set(), "kv": set(), "r2": set(), "do": {"ISBNDB_GUARD"}},
+    ISBNDB: {"services": set(), "kv": {"ISBNDB_CACHE"}, "r2": set(), "do": {"ISBNDB_GUARD"}},
     PROXY: {"services": {"ISBNDB_WORKER"}, "kv": {"CACHE"}, "r2": {"API_CACHE_COLD"}, "do": set()},
     WARMER: {
         "services": {"BOOKS_API_PROXY", "ISBNDB_WORKER"},

@@ -36,6 +36,7 @@ from .catalog import Catalog
 from .client import HttpSession, IsbndbClient
 from .config import (
     API_KEY_SECRET,
+    CACHE_BINDING,
     GUARD_BINDING,
     MAX_BODY_BYTES,
     SLOT_MAX_WAIT_S,
@@ -53,6 +54,7 @@ from .errors import (
 )
 from .isolate import Isolate, State
 from .keyguard import KeyGuard, guard_name
+from .shared_cache import SharedCache
 
 Body = dict[str, Any]
 Outcome = Body | Failure
@@ -221,8 +223,18 @@ class App:
             metrics=self._metrics,
             log=self._log,
         )
+        shared = SharedCache(
+            self._env.kv(CACHE_BINDING),
+            schedule=self._env.wait_until,
+            metrics=self._metrics,
+            log=self._log,
+        )
         return Catalog(
-            client=client, state=self._state, settings=self._settings, metrics=self._metrics
+            client=client,
+            state=self._state,
+            shared=shared,
+            settings=self._settings,
+            metrics=self._metrics,
         )
 
     async def _api_key(self) -> str | None:
@@ -292,6 +304,7 @@ class App:
             "upstream": self._settings.base_url,
             "breaker": self._state.breaker.snapshot(),
             "quota": await self._quota(api_key),
+            "sharedCache": self._env.kv(CACHE_BINDING) is not None,
             "refusedUntil": self._refusals.snapshot(self._env.clocks.wall()),
             "bulkLimit": self._settings.bulk_limit,
             "maxBooksPerAuthor": self._settings.max_books_per_author,

@@ -29,6 +29,13 @@ NOT_FOUND_TTL_S = 900.0  # must stay <= 1 h
 BOOK_CACHE_ENTRIES = 2000
 AUTHOR_CACHE_ENTRIES = 200
 
+# KV shared by every isolate (shared_cache.py): longer than the LRU, since it outlives isolates.
+BOOK_KV_TTL_S = 7 * 86_400
+AUTHOR_KV_TTL_S = 86_400
+NOT_FOUND_KV_TTL_S = 900  # KV's minimum is 60 s; must stay <= 1 h like NOT_FOUND_TTL_S
+KV_READS_PER_CALL = 400  # the runtime allows 1,000 KV operations per invocation
+KV_WRITES_PER_CALL = 400
+
 # ISBNdb Basic: 1 request/s. Daily quotas are not published reliably (REFERENCE.md): set
 # ISBNDB_DAILY_QUOTA to what `GET /key` reports for the key; the reserve matches the
 # warmer's ISBNDB_DAILY_BUDGET.
