@@ -126,14 +126,24 @@ def test_config_files_present() -> None:
 
 @pytest.mark.parametrize("worker", list(CONFIGS))
 def test_top_level_settings(worker: str) -> None:
-    """main points at the worker's entry.py; date, flags, cpu limit and observability are set."""
+    """main points at the worker's entry.py; date, flags and observability are set."""
     config = load(worker)
     assert config["main"] == f"../workers/{CONFIGS[worker]}/entry.py"
     assert config["compatibility_date"] == COMPAT_DATE
     assert config["compatibility_flags"] == ["python_workers"]
-    assert config["limits"] == {"cpu_ms": 30000}
     assert config["observability"] == {"enabled": True}
     assert set(config["env"]) == set(ENVS)
+
+
+@pytest.mark.parametrize("worker", list(CONFIGS))
+def test_no_cpu_limit_so_a_free_plan_account_can_deploy(worker: str) -> None:
+    """`limits` (cpu_ms) is refused at deploy on the Free plan (error 100328): it is only a
+    commented paid-plan option, in no table of any config."""
+    config = load(worker)
+    for env in ALL_ENVS:
+        assert "limits" not in section(config, env), env
+    text = (CONFIG_DIR / f"{CONFIGS[worker]}.toml").read_text()
+    assert "# limits = { cpu_ms = 30000 }" in text
 
 
 def test_pywrangler_config_matches_workers() -> None:
