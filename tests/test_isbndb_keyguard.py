@@ -23,12 +23,13 @@ from test_isbndb_support import (
     mock_isbndb,
 )
 
-from bookmeta import PURPOSE_HEADER, Clocks, FakeClock
+from bookmeta import PURPOSE_HEADER, Clocks, FakeClock, Purpose
 from bookmeta.runtime import RuntimeEnv, SqlBinding
 from harness import FakeContext, FakeSqlStorage, System
 from harness.durable import new_database
 from harness.system import FakeEnv
 from isbndb_app import KeyGuardObject
+from isbndb_app.config import SLOT_MAX_WAIT_S
 from isbndb_app.keyguard import guard_name
 from isbndb_app.policy import SLOT_SPACING_S, next_utc_midnight
 
@@ -94,8 +95,9 @@ async def test_the_rate_holds_across_isolates() -> None:
                 for n, s in zip(range(6), itertools.cycle([first, second]), strict=False)
             )
         )
-    assert [status for status, _, _ in results].count(200) == len(times)
-    assert len(times) >= 4  # at 4 s of waiting, warming fits four slots
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(200) == len(times) >= 2
+    assert set(statuses) <= {200, 503}  # the rest found no slot within their wait
     gaps = [b - a for a, b in itertools.pairwise(sorted(times))]
     assert all(gap >= 1.0 for gap in gaps)
     assert first.objects.names(NAMESPACE) == [guard_name(KEY)]
@@ -132,6 +134,20 @@ async def test_a_slot_too_far_away_is_a_503_with_retry_after() -> None:
     assert body["error"]["code"] == "rate_limited"
     assert int(headers["retry-after"]) == math.ceil(3 * SLOT_SPACING_S)
     assert not isbndb.calls
+
+
+async def test_warming_cannot_queue_public_searches_out() -> None:
+    """Warming waits less than public traffic, so however much of the key's rate warming
+    claims, a public search still finds a slot within its own wait."""
+    system = make_system()
+    stub = system.envs[WORKER].ISBNDB_GUARD.getByName(guard_name(KEY))
+    warm_wait_ms = round(SLOT_MAX_WAIT_S[Purpose.WARM] * 1000)
+    while (await stub.take("warm", warm_wait_ms))["granted"]:
+        pass  # warming holds every slot it is allowed to wait for
+    with mock_isbndb() as isbndb:
+        isbndb.get(f"/book/{DUNE13}").respond(200, json={"book": book_json(DUNE13)})
+        status, _, _ = await get(system, f"/book/{DUNE13}")
+    assert status == 200
 
 
 # -- quota and reserve -----------------------------------------------------------------------
