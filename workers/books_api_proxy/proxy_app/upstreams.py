@@ -279,7 +279,7 @@ class Upstreams:
             if kind != "author":
                 return None
             # Always the page the warmer asks for (1, AUTHOR_PAGE_SIZE, lang): the isbndb
-            # worker's LRU then answers an author just warmed without another ISBNdb call.
+            # worker's LRU or shared KV then answers an author just warmed, with no ISBNdb call.
             # Trimmed by the merge.
             return await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
 
