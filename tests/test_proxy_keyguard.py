@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from test_proxy_support import DUNE, MESSIAH, WORKER, Upstream, get, make_system, mocked
 
-from bookmeta import PURPOSE_HEADER, isbn_key
+from bookmeta import PURPOSE_HEADER, QuotaExhausted, UpstreamError, isbn_key
 from harness import System
+from proxy_app.search import DEFAULT_RETRY_AFTER_S, retry_after
 
 ISBNDB = "isbndb_worker"
 
@@ -77,3 +78,13 @@ async def test_warm_isbns_names_a_spent_quota() -> None:
     assert 0 < second["quotaExhausted"]["isbndb"] <= 86_400
     assert second["warmed"] == [MESSIAH]  # Open Library knew it
     assert len(up.calls("isbndb")) == 1
+
+
+def test_a_spent_quota_is_no_retry_hint_for_the_other_providers() -> None:
+    """When every provider fails, ISBNdb's hours-away quota reset does not become the 503's
+    Retry-After: it says nothing about when Google or Open Library recover."""
+    errors = [
+        QuotaExhausted("isbndb", retry_after_s=40_000.0),
+        UpstreamError("google", 503, "down"),
+    ]
+    assert retry_after(errors) == DEFAULT_RETRY_AFTER_S

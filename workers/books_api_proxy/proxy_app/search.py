@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from bookmeta import (
     CircuitOpen,
-    GuardRefused,
     InvalidInput,
     QueryKind,
     RateLimited,
@@ -76,11 +75,15 @@ class SearchResult:
 
 
 def retry_after(errors: Sequence[BaseException]) -> float:
-    """The soonest retry hint among the failures (breakers, 429s, key guards), else a default."""
+    """The soonest retry hint among the failures (breakers, 429s), else a default.
+
+    A spent daily quota (``QuotaExhausted``, hours away) is no hint: it says nothing about when
+    the other providers recover.
+    """
     hints = [
         e.retry_after_s
         for e in errors
-        if isinstance(e, CircuitOpen | RateLimited | GuardRefused) and e.retry_after_s is not None
+        if isinstance(e, CircuitOpen | RateLimited) and e.retry_after_s is not None
     ]
     positive = [h for h in hints if h > 0]
     return max(1.0, min(positive)) if positive else DEFAULT_RETRY_AFTER_S
