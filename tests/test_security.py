@@ -153,6 +153,13 @@ async def test_secrets_never_leak_into_responses_logs_or_binding_traffic(
     traffic = [f"{t.target} {t.headers} {t.payload}" for t in system.traffic]
     stored = [json.dumps(system.kv_namespaces[ns].dump()) for ns in system.kv_namespaces]
     stored += [repr(o.body) for b in system.buckets.values() for o in b.items.values()]
+    guard = "isbndb-biography-worker-production:IsbndbKeyGuard"
+    names = system.objects.names(guard)
+    assert names, "the key guard was asked"
+    stored += [repr(names)]
+    stored += [
+        repr(system.objects.query(guard, str(n), "SELECT * FROM guard_state")) for n in names
+    ]
     for secret in SECRETS.values():
         for text in [*seen, *logs, *traffic, *stored]:
             assert secret not in text
