@@ -140,6 +140,17 @@ async def test_calls_to_one_object_run_one_at_a_time(system: System) -> None:
     assert (await system.rpc("do", "bump", "a", 0))["total"] == 25
 
 
+async def test_without_the_call_gate_calls_interleave_where_a_method_awaits(
+    system: System,
+) -> None:
+    """serialize_calls=False lets calls in at awaits (as the runtime may while an object
+    awaits non-storage I/O): a read-modify-write spanning an await then loses updates."""
+    system.objects.serialize_calls = False
+    results = await asyncio.gather(*(system.rpc("do", "bump", "a", 1) for _ in range(10)))
+    assert (await system.rpc("do", "bump", "a", 0))["total"] < 10
+    assert len(results) == 10
+
+
 async def test_different_objects_run_concurrently(system: System) -> None:
     """A call parked in one object does not hold up calls to another object."""
     system.module("do").EVENTS["go"] = asyncio.Event()

@@ -82,9 +82,12 @@ async def test_calls_never_exceed_the_rate_in_any_second(rate: int) -> None:
     assert times[rate] - times[0] == pytest.approx(SLOT_SPACING_S)
 
 
-async def test_the_rate_holds_across_isolates() -> None:
-    """Two sets of isolates calling at once share one guard: calls stay a slot apart."""
+@pytest.mark.parametrize("serialized", [True, False], ids=["call-gate", "interleaving"])
+async def test_the_rate_holds_across_isolates(serialized: bool) -> None:
+    """Two sets of isolates calling at once share one guard: calls stay a slot apart, also
+    when the object lets calls interleave wherever it awaits (its take never awaits)."""
     first = make_system()
+    first.objects.serialize_calls = serialized
     second = first.sibling()
     times: list[float] = []
     with mock_isbndb() as isbndb:

@@ -19,7 +19,12 @@ As in the runtime:
   are reserved; a class migrated with ``new_classes`` (KV-backed) has no ``sql``.
 
 Where the fake is stricter than the runtime: several statements in one ``exec`` must not
-take parameters, and their cursor is the last statement's.
+take parameters, and their cursor is the last statement's. The input gate: by default a call
+holds its object until it returns. The runtime's gate only stops other calls while storage
+works; an object awaiting anything else (a fetch, a timer) may receive the next call. SQL is
+synchronous, so with ``DurableObjects.serialize_calls = False`` calls interleave exactly
+where the runtime lets them (wherever a method awaits): use it to check that an object's
+read-decide-write never spans an await.
 """
 
 from __future__ import annotations
@@ -328,6 +333,7 @@ class DurableObjects:
     def __init__(self) -> None:
         self._slots: dict[tuple[str, str], _Slot] = {}
         self.calls: list[ObjectCall] = []
+        self.serialize_calls = True  # False: interleave at awaits, as the runtime's gate allows
 
     def slot(self, object_id: FakeDurableObjectId, *, sqlite: bool) -> _Slot:
         key = (object_id.namespace, object_id.hex)
@@ -413,15 +419,22 @@ class FakeDurableObjectNamespace:
         self, object_id: FakeDurableObjectId, method: str, call: Callable[[Any], Any]
     ) -> Any:
         slot = self._objects.slot(object_id, sqlite=self.sqlite)
+        if not self._objects.serialize_calls:
+            return await self._handle(slot, object_id, method, call)
         async with slot.gate:  # the input gate: one call at a time per object
-            instance = slot.instance if slot.instance is not None else self._construct(slot)
-            assert slot.state is not None
-            await slot.state._settle()
-            self._objects.calls.append(ObjectCall(self.namespace, object_id.name, method))
-            result = call(instance)
-            if inspect.isawaitable(result):
-                result = await result
-            await slot.state._drain()
+            return await self._handle(slot, object_id, method, call)
+
+    async def _handle(
+        self, slot: _Slot, object_id: FakeDurableObjectId, method: str, call: Callable[[Any], Any]
+    ) -> Any:
+        instance = slot.instance if slot.instance is not None else self._construct(slot)
+        assert slot.state is not None
+        await slot.state._settle()
+        self._objects.calls.append(ObjectCall(self.namespace, object_id.name, method))
+        result = call(instance)
+        if inspect.isawaitable(result):
+            result = await result
+        await slot.state._drain()
         return result
 
 
