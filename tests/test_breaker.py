@@ -16,7 +16,14 @@ from bookmeta._breaker import (
     default_is_failure,
 )
 from bookmeta._clock import FakeClock
-from bookmeta._errors import CircuitOpen, InvalidInput, RateLimited, UpstreamError
+from bookmeta._errors import (
+    CircuitOpen,
+    GuardRefused,
+    InvalidInput,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamError,
+)
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -225,6 +232,31 @@ async def test_cancelled_probe_frees_the_probe_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert breaker.state is HALF_OPEN
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        GuardRefused("isbndb", "rate", "no slot", retry_after_s=2.0),
+        QuotaExhausted("isbndb", retry_after_s=3600.0),
+    ],
+    ids=["rate", "quota"],
+)
+async def test_guard_refusal_records_no_outcome(refusal: GuardRefused) -> None:
+    """A call our own guard refused proves nothing: no failure, no success, probe slot freed."""
+    clock = FakeClock()
+    breaker = make(clock)
+    await fail_n(breaker, 2)
+    with pytest.raises(GuardRefused):
+        await breaker.call(raising(refusal))
+    assert breaker.failures == 2  # the streak neither grew nor ended
+    await fail_n(breaker, 1)
+    clock.advance(30)
+    with pytest.raises(GuardRefused):
+        await breaker.call(raising(refusal))
+    assert breaker.state is HALF_OPEN  # the probe was not spent on a call that never ran
     assert await breaker.call(ok) == "ok"
     assert breaker.state is CLOSED
 

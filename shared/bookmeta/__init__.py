@@ -9,6 +9,7 @@ from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
+    ObjectNamespace,
     Service,
     SettingsCache,
     WorkerEnv,
@@ -20,9 +21,11 @@ from ._errors import (
     BookmetaError,
     CircuitOpen,
     ConfigError,
+    GuardRefused,
     InvalidInput,
     InvalidISBN,
     PayloadTooLarge,
+    QuotaExhausted,
     RateLimited,
     UpstreamError,
 )
@@ -59,6 +62,7 @@ from ._keys import (
     search_key,
 )
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
+from ._purpose import PURPOSE_HEADER, Purpose, parse_purpose
 from ._query import (
     Query,
     QueryKind,
@@ -72,7 +76,16 @@ from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
 from ._rpc import refuse_extra_args
 from ._serve import serve
 from ._singleflight import SingleFlight
-from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
+from ._stores import (
+    Blob,
+    BlobListing,
+    BlobStore,
+    KVEntry,
+    KVListing,
+    KVStore,
+    SqlStore,
+    SqlValue,
+)
 from ._upstream import UpstreamResponse, parse_retry_after, request_json
 
 __all__ = [
@@ -81,6 +94,7 @@ __all__ = [
     "DEFAULT_LANG",
     "KEY_VERSION",
     "MAX_JSON_DEPTH",
+    "PURPOSE_HEADER",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "WARM_ISBNS_MAX",
@@ -99,6 +113,7 @@ __all__ = [
     "Clocks",
     "ConfigError",
     "FakeClock",
+    "GuardRefused",
     "InvalidISBN",
     "InvalidInput",
     "KVEntry",
@@ -108,10 +123,13 @@ __all__ = [
     "Log",
     "Lookup",
     "Metrics",
+    "ObjectNamespace",
     "ObservedService",
     "PayloadTooLarge",
+    "Purpose",
     "Query",
     "QueryKind",
+    "QuotaExhausted",
     "RateLimited",
     "RateLimiter",
     "Request",
@@ -123,6 +141,8 @@ __all__ = [
     "SettingsCache",
     "SingleFlight",
     "Sleep",
+    "SqlStore",
+    "SqlValue",
     "TwoTierCache",
     "UpstreamError",
     "UpstreamResponse",
@@ -146,6 +166,7 @@ __all__ = [
     "normalize_display",
     "normalize_key",
     "parse_json",
+    "parse_purpose",
     "parse_retry_after",
     "refuse_extra_args",
     "request_json",

@@ -10,8 +10,9 @@ Outcome classification (``default_is_failure``):
   ``UpstreamError`` with another 4xx (a 404 for an unknown ISBN) proves the upstream is up:
   it neither counts as a failure nor trips anything, and like any success it ends a
   failure streak and closes a half-open breaker;
-* ``BaseException`` that is not an ``Exception`` (cancellation) is neither: it only frees
-  the half-open probe slot.
+* ``BaseException`` that is not an ``Exception`` (cancellation) and ``GuardRefused`` (our own
+  guard refused the call before it was made) are neither: they only free the half-open
+  probe slot.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bookmeta._clock import Clock
-from bookmeta._errors import CircuitOpen, InvalidInput, UpstreamError
+from bookmeta._errors import CircuitOpen, GuardRefused, InvalidInput, UpstreamError
 
 T = TypeVar("T")
 
@@ -190,7 +191,7 @@ class CircuitBreaker:
         except BaseException as exc:
             if self.is_failure(exc):
                 self.record_failure()
-            elif isinstance(exc, Exception):
+            elif isinstance(exc, Exception) and not isinstance(exc, GuardRefused):
                 self.record_success()
             else:
                 self.release()

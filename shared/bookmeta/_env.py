@@ -57,6 +57,12 @@ class Service(Protocol):
     async def call(self, method: str, *args: Any) -> Any: ...
 
 
+class ObjectNamespace(Protocol):
+    """A Durable Object namespace binding: a stub per object name (RPC via ``call``)."""
+
+    def get_by_name(self, name: str) -> Service: ...
+
+
 class WorkerEnv(Protocol):
     """Bindings, vars, secrets and background work of one invocation."""
 
@@ -69,6 +75,8 @@ class WorkerEnv(Protocol):
     def r2(self, name: str) -> BlobStore | None: ...
 
     def service(self, name: str) -> Service | None: ...
+
+    def durable_object(self, name: str) -> ObjectNamespace | None: ...
 
     async def secret(self, name: str) -> str | None: ...
 

@@ -31,7 +31,7 @@ KEY_VERSION = "v1"
 MAX_KEY_BYTES = 512
 # The warmer <-> proxy contract (ARCHITECTURE.md): the proxy's default langRestrict, the
 # author search the warmer sends (maxResults, no translations), and the ISBNdb author page
-# both ask the isbndb worker for (so its LRU answers the second ask).
+# both ask the isbndb worker for (so its LRU or shared KV answers the second ask).
 DEFAULT_LANG = "en"
 AUTHOR_WARM_MAX_RESULTS = 40
 AUTHOR_PAGE_SIZE = 50

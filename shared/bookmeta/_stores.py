@@ -1,4 +1,4 @@
-"""The narrow storage seams: the few KV and R2 operations the code actually calls.
+"""The narrow storage seams: the few KV, R2 and SQLite operations the code actually calls.
 
 `bookmeta.runtime` adapts the runtime's bindings to these; tests use the strict fakes
 in `tests/harness` through the same adapter.
@@ -15,6 +15,9 @@ KV_VALUE_MAX_BYTES = 25 * 1024 * 1024
 KV_METADATA_MAX_BYTES = 1024
 KV_MIN_TTL_S = 60
 R2_CUSTOM_METADATA_MAX_BYTES = 8192
+SQL_MAX_PARAMS = 100  # bound parameters per statement in a Durable Object's SQLite
+
+SqlValue = int | float | str | bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +101,14 @@ class BlobStore(Protocol):
     async def list(
         self, prefix: str, *, cursor: str | None = None, limit: int = 1000
     ) -> BlobListing: ...
+
+
+class SqlStore(Protocol):
+    """A Durable Object's SQLite database (``ctx.storage.sql``): synchronous, one statement.
+
+    ``execute`` runs ``sql`` with ``?`` placeholders bound to ``params`` and returns every
+    row as a plain dict (column name -> value; BLOBs as bytes). It raises what the
+    database raises (a constraint, a syntax error).
+    """
+
+    def execute(self, sql: str, *params: SqlValue) -> list[dict[str, SqlValue]]: ...

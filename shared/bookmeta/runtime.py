@@ -1,7 +1,8 @@
 """The only module that touches the Workers runtime (`workers`, JS proxies).
 
 It turns the runtime's request, env bindings and context into bookmeta's small
-interfaces (`Request`/`Response`, `KVStore`, `BlobStore`, `Service`, `WorkerEnv`) and back.
+interfaces (`Request`/`Response`, `KVStore`, `BlobStore`, `Service`, `ObjectNamespace`,
+`SqlStore`, `WorkerEnv`) and back.
 Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) stops here.
 """
 
@@ -17,7 +18,7 @@ from workers import Response as RuntimeResponse
 from ._env import Clocks, current_clocks
 from ._errors import PayloadTooLarge, UpstreamError
 from ._http import Request, Response
-from ._stores import Blob, BlobListing, KVEntry, KVListing
+from ._stores import Blob, BlobListing, KVEntry, KVListing, SqlValue
 
 log = logging.getLogger("bookmeta.runtime")
 
@@ -232,6 +233,53 @@ class ServiceBinding:
         return to_python(result)
 
 
+class DurableObjectBinding:
+    """`ObjectNamespace` over a Durable Object namespace binding.
+
+    ``get_by_name`` gives the object's stub as a `ServiceBinding` (RPC through ``call``;
+    a call that throws becomes ``UpstreamError(<binding name>, None, ...)``).
+    """
+
+    def __init__(self, raw: Any, name: str = "durable_object") -> None:
+        self._raw = raw
+        self._name = name
+
+    def get_by_name(self, name: str) -> ServiceBinding:
+        return ServiceBinding(self._raw.getByName(name), self._name)
+
+
+def _sql_value(value: Any) -> SqlValue:
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    if isinstance(value, memoryview):  # a BLOB arrives as an ArrayBuffer
+        return value.tobytes()
+    if type(value).__name__ in ("JsNull", "JsUndefined"):  # older SDKs pass JS null through
+        return None
+    raise TypeError(f"unexpected SQL value of type {type(value).__name__}")
+
+
+class SqlBinding:
+    """`SqlStore` over a Durable Object's ``ctx.storage.sql``.
+
+    Rows are JS objects read by attribute (older SDKs) or dict subclasses (newer ones);
+    both become plain dicts here, one key per ``columnNames`` entry.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, *params: SqlValue) -> list[dict[str, SqlValue]]:
+        cursor = self._raw.exec(sql, *params)
+        columns = [str(c) for c in cursor.columnNames]
+        return [
+            {
+                c: _sql_value(row[c] if isinstance(row, Mapping) else getattr(row, c))
+                for c in columns
+            }
+            for row in cursor.toArray()
+        ]
+
+
 class RuntimeEnv:
     """`WorkerEnv` over the runtime's ``env`` and ``ctx``."""
 
@@ -258,6 +306,10 @@ class RuntimeEnv:
     def service(self, name: str) -> ServiceBinding | None:
         raw = self._binding(name)
         return None if raw is None else ServiceBinding(raw, name)
+
+    def durable_object(self, name: str) -> DurableObjectBinding | None:
+        raw = self._binding(name)
+        return None if raw is None else DurableObjectBinding(raw, name)
 
     async def secret(self, name: str) -> str | None:
         """A Secrets Store binding (``await get()``) or a plain secret string."""

@@ -37,16 +37,23 @@ class _KVItem:
 
 @dataclass
 class FakeKV:
-    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging."""
+    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging.
+
+    ``failing`` names operations (``get``, ``put``, ``delete``, ``list``) that throw, as
+    during a KV incident, for tests of what a worker does when KV fails.
+    """
 
     clock: Clock = field(default_factory=FakeClock)
     enforce_write_rate: bool = True
     items: dict[str, _KVItem] = field(default_factory=dict)
     last_write: dict[str, float] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
 
     def _count(self, op: str) -> None:
         self.ops[op] = self.ops.get(op, 0) + 1
+        if op in self.failing:
+            raise KVError(f"KV {op} failed: 500 Internal Server Error")
 
     def _check_key(self, key: Any) -> None:
         if not isinstance(key, str) or key == "":

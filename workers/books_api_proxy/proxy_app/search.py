@@ -75,7 +75,11 @@ class SearchResult:
 
 
 def retry_after(errors: Sequence[BaseException]) -> float:
-    """The soonest retry hint among the failures (breakers, 429s), else a default."""
+    """The soonest retry hint among the failures (breakers, 429s), else a default.
+
+    A spent daily quota (``QuotaExhausted``, hours away) is no hint: it says nothing about when
+    the other providers recover.
+    """
     hints = [
         e.retry_after_s
         for e in errors

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import httpx
 
-from bookmeta import AUTHOR_PAGE_SIZE, BookmetaError, Clock, Log, Service, UpstreamError
+from bookmeta import AUTHOR_PAGE_SIZE, BookmetaError, Clock, Log, Purpose, Service, UpstreamError
 
 from .config import Settings
 from .isolate import Isolate
@@ -227,17 +227,20 @@ class Upstreams:
 
         return await self._outcome("isbndb", fetch)
 
-    async def isbndb_bulk(self, isbns: Sequence[str]) -> Outcome | None:
+    async def isbndb_bulk(
+        self, isbns: Sequence[str], *, purpose: Purpose = Purpose.PUBLIC
+    ) -> Outcome | None:
         """Many books in one binding call; None when the binding is not configured.
 
         The outcome's ``aliases`` name the asked ISBNs answered by a book with another ISBN-13.
+        ``purpose`` tells the isbndb worker's key guard who is asking (warming: ``WARM``).
         """
         service = self.isbndb_service
         if service is None:
             return None
 
         async def fetch() -> isbndb.BulkResult:
-            return await isbndb.fetch_bulk(service, isbns)
+            return await isbndb.fetch_bulk(service, isbns, purpose=purpose)
 
         async def answer() -> Outcome:
             bulk = await self._guard("isbndb", fetch)
@@ -276,7 +279,7 @@ class Upstreams:
             if kind != "author":
                 return None
             # Always the page the warmer asks for (1, AUTHOR_PAGE_SIZE, lang): the isbndb
-            # worker's LRU then answers an author just warmed without another ISBNdb call.
+            # worker's LRU or shared KV then answers an author just warmed, with no ISBNdb call.
             # Trimmed by the merge.
             return await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
 

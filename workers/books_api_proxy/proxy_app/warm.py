@@ -1,7 +1,8 @@
 """Bulk warming: cache many ISBNs with the fewest upstream calls.
 
 Order of attack, each step only for what is still missing: skip ISBNs already fresh in the
-cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
+cache; ISBNdb bulk (one binding call, the isbndb worker chunks; purpose ``warm``, so it
+spends the warming reserve of the key's quota); Open Library Books API
 batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
 per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
 retry). With a deadline (the caller's ``budget_ms``), no step starts after it and a step
@@ -12,6 +13,8 @@ stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache hit; that h
 ISBN ISBNdb matched through another book's ``other_isbns`` too (stored under the asked ISBN,
 not the book's). An ISBN nobody has gets a negative entry, but only when every provider asked
 about it answered (a failure is not "not found").
+A provider whose daily quota is spent is named in ``quotaExhausted`` with the seconds until it
+resets, so the warmer defers instead of retrying.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from bookmeta import Clock, TwoTierCache, isbn_key
+from bookmeta import Clock, Purpose, QuotaExhausted, TwoTierCache, isbn_key
 
 from .merge import merge
 from .model import Edition, Provider
@@ -82,6 +85,7 @@ class _Collected:
     def __init__(self, isbns: Sequence[str]) -> None:
         self.editions: dict[str, dict[Provider, list[Edition]]] = {i: {} for i in isbns}
         self.errors: dict[str, list[str]] = {i: [] for i in isbns}
+        self.quota_exhausted: dict[str, float | None] = {}
 
     def missing(self) -> list[str]:
         return [i for i, found in self.editions.items() if not found]
@@ -95,6 +99,8 @@ class _Collected:
         if outcome is None:
             return
         if outcome.error is not None:
+            if isinstance(outcome.error, QuotaExhausted):
+                self.quota_exhausted[outcome.provider] = outcome.error.retry_after_s
             for isbn in asked:
                 self.errors[isbn].append(f"{outcome.provider}: {outcome.error}")
             return
@@ -150,7 +156,7 @@ async def warm_isbns(
             found.add(outcome, [isbn])
 
     if todo:
-        await step(lambda: upstreams.isbndb_bulk(todo), todo)
+        await step(lambda: upstreams.isbndb_bulk(todo, purpose=Purpose.WARM), todo)
     for batch in batches(found.missing()):
         await step(partial(upstreams.openlibrary_books, batch), batch)
     missing = found.missing()
@@ -187,5 +193,6 @@ async def warm_isbns(
         "notFound": not_found,
         "invalid": invalid,
         "failed": failed,
+        "quotaExhausted": dict(found.quota_exhausted),
         "upstreamCalls": dict(upstreams.calls),
     }

@@ -5,7 +5,13 @@ job: read its state, take its lease, read its plan, catch up on units a dead run
 then run the planned units one by one, writing each unit's result key right after it ran;
 finally save the state once and release the lease. The time budget (monotonic clock) is checked
 before each unit. A transient failure (5xx, 429, a binding that throws) stops the job's batch
-with the unit still pending; after MAX_ATTEMPTS the unit is recorded as failed.
+with the unit still pending; after MAX_ATTEMPTS the unit is recorded as failed. A spent daily
+quota (the isbndb worker's key guard answers 429 ``quota_exhausted``, or ``warm_isbns``
+names the provider in ``quotaExhausted``) defers: the batch stops as ``daily_budget`` with
+the unit pending and no attempt counted, and a later run takes it up.
+
+The warmer's calls to the isbndb worker say ``x-isbndb-purpose: warm`` (and the proxy's
+``warm_isbns`` does the same), so they spend the key's warming reserve, not public traffic's.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from bookmeta import (
     AUTHOR_PAGE_SIZE,
     AUTHOR_WARM_MAX_RESULTS,
     DEFAULT_LANG,
+    PURPOSE_HEADER,
     REQUEST_ID_HEADER,
     Clocks,
     Log,
     Metrics,
+    Purpose,
     Request,
     Response,
     Service,
@@ -82,12 +90,14 @@ def author_bibliography_url(name: str) -> str:
 
 @dataclass
 class Outcome:
-    """A unit's result before it is numbered; ``transient`` set means "retry the unit later"."""
+    """A unit's result before it is numbered; ``transient`` set means "retry the unit later",
+    ``deferred`` "a daily quota is spent: run the unit again once it resets" (no attempt)."""
 
     done: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     upstream: dict[str, int] = field(default_factory=dict)
     transient: str | None = None
+    deferred: str | None = None
 
 
 def _is_transient(status: int) -> bool:
@@ -113,6 +123,28 @@ def _failed_providers(search: Response) -> list[str]:
         return []
     failed = body.get("failedProviders") if isinstance(body, dict) else None
     return [str(p) for p in failed] if isinstance(failed, list) else []
+
+
+def _quota_note(provider: str, retry_after: Any) -> str:
+    """A progress detail naming the spent quota and when it resets."""
+    when = ""
+    if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+        when = f"; resets in {round(retry_after / 60)} min"
+    return f"{provider}: daily quota of the key spent (key guard){when}"
+
+
+def _quota_exhausted(response: Response) -> str | None:
+    """The defer note when the isbndb worker answered 429 ``quota_exhausted``, else None."""
+    if response.status != 429:
+        return None
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("code") != "quota_exhausted":
+        return None
+    retry = response.headers.get("retry-after", "")
+    return _quota_note("isbndb", float(retry) if retry.isascii() and retry.isdigit() else None)
 
 
 def _warm_result(unit: Unit, result: Any) -> Outcome:
@@ -145,7 +177,13 @@ def _warm_result(unit: Unit, result: Any) -> Outcome:
         else:
             reason = reasons.get(isbn, "missing from the warm_isbns result")
             outcome.failed.append({"item": isbn, "reason": reason})
-    if upstream_failed:
+    spent = result.get("quotaExhausted")
+    if upstream_failed and isinstance(spent, dict) and spent:
+        # A provider's daily quota is spent: run the unit again after the reset; the ISBNs
+        # warmed now come back as alreadyCached, so nothing is counted twice.
+        provider, retry_after = sorted(spent.items())[0]
+        outcome.deferred = _quota_note(str(provider), retry_after)
+    elif upstream_failed:
         # A provider failed (not "not found"): retry the unit later; the ISBNs warmed now
         # come back as alreadyCached, so nothing is counted twice.
         outcome.transient = f"{len(upstream_failed)} ISBNs failed upstream: {upstream_failed[0]}"
@@ -270,6 +308,11 @@ class Runner:
             unit = units[n]
             outcome = await self._warm(unit)
             usage.add(outcome.upstream or upstream_estimate(unit))
+            if outcome.deferred is not None:
+                self._log.warning("warm.deferred", job=state.id, unit=n, reason=outcome.deferred)
+                self._metrics.incr("warm.deferred")
+                job_run.stop, job_run.detail = StopReason.DAILY_BUDGET.value, outcome.deferred
+                break
             if outcome.transient is not None:
                 state.attempts += 1
                 self._log.warning(
@@ -322,8 +365,15 @@ class Runner:
     async def _warm_author(self, name: str) -> Outcome:
         headers = {REQUEST_ID_HEADER: self._log.request_id, "accept": "application/json"}
         bibliography = await self._isbndb.fetch(
-            Request("GET", author_bibliography_url(name), headers)
+            Request(
+                "GET",
+                author_bibliography_url(name),
+                {**headers, PURPOSE_HEADER: Purpose.WARM.value},
+            )
         )
+        if (deferred := _quota_exhausted(bibliography)) is not None:
+            # The proxy's search would ask for the same page as public traffic: wait instead.
+            return Outcome(upstream={"isbndb": 0}, deferred=deferred)
         if bibliography.status >= 400:
             self._log.warning("warm.author_isbndb", author=name, status=bibliography.status)
         search = await self._proxy.fetch(Request("GET", author_search_url(name), headers))
