@@ -18,8 +18,8 @@ pytestmark = pytest.mark.e2e
 
 # In the devtools catalogue, known to ISBNdb; no other e2e test asks for them or their authors
 # (an author page would put its books in the isbndb worker's caches).
-BOOK = "9780547928227"  # The Hobbit
-WARM_BOOK = "9780553293357"  # Foundation
+BOOK = "9780756404741"  # The Name of the Wind
+WARM_BOOK = "9780807083697"  # Kindred
 
 
 def _quota(e2e: WorkersSession) -> dict[str, Any]:
