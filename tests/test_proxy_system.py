@@ -479,3 +479,41 @@ async def test_the_warmers_author_search_is_stored_under_author_warm_key() -> No
     written = set(system.kv(WORKER, "CACHE").dump())
     assert author_warm_key("Frank Herbert") in written
     assert written == {author_warm_key("Frank Herbert")}
+
+
+async def test_a_failing_kv_write_never_turns_an_answer_into_a_500() -> None:
+    """KV puts throwing: the search still answers 200 after one call per provider; counted."""
+    system = make_system()
+    system.kv(WORKER, "CACHE").failing.add("put")
+    with mocked() as up:
+        status, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        assert (status, body["cache"], body["totalItems"]) == (200, "miss", 1)
+        assert [len(up.calls(p)) for p in ("google", "isbndb", "openlibrary")] == [1, 1, 1]
+        _, metrics, _ = await get(system, "/metrics")
+    assert metrics["counters"]["cache.write_failed.kv"] == 1
+    assert "cache.write_failed.r2" not in metrics["counters"]
+    assert f"cache/{isbn_key(DUNE)}" in system.r2(WORKER, "API_CACHE_COLD").items
+
+
+async def test_callers_racing_another_isolates_write_share_one_fan_out() -> None:
+    """Another isolate wrote the key this second (KV 429): 5 concurrent callers, 1 fan-out."""
+    system = make_system()
+    kv = system.kv(WORKER, "CACHE")
+    kv.last_write[isbn_key(DUNE)] = system.clock()  # warm_isbns in another isolate just wrote
+    with mocked(Upstream(yield_first=True)) as up:
+        results = await asyncio.gather(*(get(system, f"/search/auto?q={DUNE}") for _ in range(5)))
+    assert [r[0] for r in results] == [200] * 5
+    assert all(r[1]["items"] == results[0][1]["items"] for r in results)
+    assert [len(up.calls(p)) for p in ("google", "isbndb", "openlibrary")] == [1, 1, 1]
+
+
+async def test_warm_isbns_reports_a_failed_cache_write_per_isbn() -> None:
+    """warm_isbns with KV puts throwing answers normally: those ISBNs are failed, to retry."""
+    system = make_system()
+    system.kv(WORKER, "CACHE").failing.add("put")
+    with mocked():
+        report = await system.rpc(WORKER, "warm_isbns", [DUNE, UNKNOWN])
+    assert "error" not in report
+    assert (report["warmed"], report["notFound"]) == ([], [])
+    assert [f["isbn"] for f in report["failed"]] == [DUNE, UNKNOWN]
+    assert all("cache write failed" in f["reason"] for f in report["failed"])

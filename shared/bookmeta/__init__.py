@@ -5,7 +5,7 @@ module that touches the Workers runtime is `bookmeta.runtime` (imported by entry
 """
 
 from ._breaker import BreakerEvent, BreakerRegistry, BreakerState, CircuitBreaker
-from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
+from ._cache import CacheEntry, CacheWriteFailure, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
@@ -80,6 +80,7 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CacheEntry",
+    "CacheWriteFailure",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",

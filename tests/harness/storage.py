@@ -37,16 +37,23 @@ class _KVItem:
 
 @dataclass
 class FakeKV:
-    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging."""
+    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging.
+
+    ``failing`` names operations (``get``, ``put``, ``delete``, ``list``) that throw, as
+    during an outage or past the Free plan's daily limits.
+    """
 
     clock: Clock = field(default_factory=FakeClock)
     enforce_write_rate: bool = True
     items: dict[str, _KVItem] = field(default_factory=dict)
     last_write: dict[str, float] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
 
     def _count(self, op: str) -> None:
         self.ops[op] = self.ops.get(op, 0) + 1
+        if op in self.failing:
+            raise KVError(f"KV {op.upper()} failed: 503 Service Unavailable (injected fault)")
 
     def _check_key(self, key: Any) -> None:
         if not isinstance(key, str) or key == "":
@@ -223,13 +230,19 @@ class _R2Item:
 
 @dataclass
 class FakeR2:
-    """R2 bucket: put/get/head/delete/list, custom metadata <= 8 KiB, string metadata values."""
+    """R2 bucket: put/get/head/delete/list, custom metadata <= 8 KiB, string metadata values.
+
+    ``failing`` names operations (``get``, ``head``, ``put``, ``delete``, ``list``) that throw.
+    """
 
     items: dict[str, _R2Item] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
 
     def _count(self, op: str) -> None:
         self.ops[op] = self.ops.get(op, 0) + 1
+        if op in self.failing:
+            raise R2Error(f"R2 {op} failed: 503 Service Unavailable (injected fault)")
 
     @staticmethod
     def _check_key(key: Any) -> None:

@@ -98,6 +98,9 @@ class App:
             negative_ttl_s=self.settings.negative_ttl_s,
             clock=env.clocks.wall,
             single_flight=isolate.single_flight,
+            on_write_failure=lambda failure: isolate.metrics.incr(
+                f"cache.write_failed.{failure.tier}"
+            ),
         )
         isbndb = env.service("ISBNDB_WORKER")
         self.isbndb: ObservedService | None = None

@@ -91,22 +91,34 @@ async def warm_isbns(
             f"google: not asked (at most {MAX_GOOGLE_PER_CALL} look-ups per call); retry later"
         )
 
-    warmed: list[str] = []
-    not_found: list[str] = []
-    failed: list[dict[str, str]] = []
+    outcomes: list[tuple[str, bool]] = []  # (isbn, found) for each write, in order
     writes = []
+    failed: list[dict[str, str]] = []
     for isbn in todo:
         editions = found.editions[isbn]
         if editions:
             merged = merge(editions, exact_isbn13=isbn)
             writes.append(cache.set(isbn_key(isbn), to_item(merged[0])))
-            warmed.append(isbn)
+            outcomes.append((isbn, True))
         elif found.errors[isbn]:
             failed.append({"isbn": isbn, "reason": "; ".join(found.errors[isbn])})
         else:
             writes.append(cache.set_negative(isbn_key(isbn)))
-            not_found.append(isbn)
-    await asyncio.gather(*writes)
+            outcomes.append((isbn, False))
+    warmed: list[str] = []
+    not_found: list[str] = []
+    # A write a tier refused (KV: one write per second per key) fails that ISBN only: the
+    # caller retries it, and a copy that did land reads back as alreadyCached.
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for (isbn, was_found), result in zip(outcomes, results, strict=True):
+        if isinstance(result, Exception):
+            reason = f"cache write failed ({type(result).__name__}: {result})"[:300]
+            failed.append({"isbn": isbn, "reason": reason})
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            (warmed if was_found else not_found).append(isbn)
+    failed.sort(key=lambda f: todo.index(f["isbn"]))
     return {
         "warmed": warmed,
         "alreadyCached": already,
