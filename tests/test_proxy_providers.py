@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bookmeta import RateLimited, UpstreamError
+from bookmeta import RateLimited, Request, Response, UpstreamError
 from proxy_app.dates import date_sort_key, normalize_date
 from proxy_app.languages import normalize_language
 from proxy_app.model import Identifier
@@ -174,6 +174,30 @@ def test_isbndb_rpc_errors_become_exceptions(
     with pytest.raises(error) as info:
         isbndb.raise_for_error(result)
     assert getattr(info.value, "status", None) == status
+
+
+class _BulkWorker:
+    """An isbndb worker binding answering POST /books with a fixed body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    async def fetch(self, request: Request) -> Response:
+        return Response(200, json.dumps(self.body).encode(), {"content-type": "application/json"})
+
+    async def call(self, method: str, *args: Any) -> Any:
+        raise AssertionError("the proxy reaches the isbndb worker over HTTP")
+
+
+async def test_isbndb_bulk_prefers_a_books_own_record_over_an_alias_match() -> None:
+    """Even a worker whose matches map X to Y is overruled when X's own book came back."""
+    messiah = {**ISBNDB_BOOK, "isbn13": "9780593098233", "isbn10": None, "title": "Messiah"}
+    worker = _BulkWorker(
+        {"books": [messiah, ISBNDB_BOOK], "matches": {DUNE: "9780593098233"}, "notFound": []}
+    )
+    found = await isbndb.fetch_bulk(worker, [DUNE, "9780593098233"])
+    assert found.found[DUNE].title == ISBNDB_BOOK["title"]
+    assert found.aliases() == {}
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,8 @@ class Upstream:
     yield_first: bool = False
     # ISBNdb's other_isbns: an ISBN -> the ISBN-13 of the book ISBNdb lists it under.
     isbndb_aliases: dict[str, str] = field(default_factory=dict)
+    # Other ISBNs a known book's record lists in other_isbns (whatever was asked).
+    isbndb_other_isbns: dict[str, list[str]] = field(default_factory=dict)
 
     def calls(self, provider: str) -> list[httpx.Request]:
         hosts = {
@@ -182,7 +184,13 @@ class Upstream:
         path = unquote(request.url.path)
         if request.method == "POST" and path == "/books":
             asked = json.loads(request.content)["isbns"]
-            data = [isbndb_book(known[i]) for i in asked if i in known]
+            data = [
+                {**isbndb_book(known[i]), "other_isbns": self.isbndb_other_isbns[i]}
+                if i in self.isbndb_other_isbns
+                else isbndb_book(known[i])
+                for i in asked
+                if i in known
+            ]
             for alias in asked:
                 target = known.get(self.isbndb_aliases.get(alias, ""))
                 if target is not None and target.isbn13 not in asked:

@@ -429,6 +429,23 @@ async def test_warm_finds_an_isbn_isbndb_lists_under_another_book() -> None:
     assert len(up.requests) == before
 
 
+async def test_warm_keeps_a_books_own_record_over_an_alias_listed_first() -> None:
+    """ISBNdb lists Messiah (other_isbns: Dune) before Dune: Dune is cached as Dune."""
+    system = make_system()
+    up = Upstream(
+        knows={"isbndb": {DUNE, MESSIAH}, "openlibrary": set(), "google": set()},
+        isbndb_other_isbns={MESSIAH: [DUNE]},
+    )
+    with mocked(up):
+        report = await system.rpc(WORKER, "warm_isbns", [MESSIAH, DUNE])
+        assert report["warmed"] == [MESSIAH, DUNE]
+        _, body, headers = await get(system, f"/search/auto?q={DUNE}&maxResults=1")
+    assert headers["x-cache"] == "kv"
+    [item] = body["items"]
+    assert item["volumeInfo"]["title"] == "Dune"
+    assert {"type": "ISBN_13", "identifier": DUNE} in item["volumeInfo"]["industryIdentifiers"]
+
+
 async def test_warm_isbns_caps_the_list_and_cuts_echoed_inputs() -> None:
     """At most 200 ISBNs per call; an invalid input is echoed back cut to 80 characters."""
     system = make_system()
