@@ -534,3 +534,14 @@ async def test_warm_isbns_reports_a_failed_cache_write_per_isbn() -> None:
     assert (report["warmed"], report["notFound"]) == ([], [])
     assert [f["isbn"] for f in report["failed"]] == [DUNE, UNKNOWN]
     assert all("cache write failed" in f["reason"] for f in report["failed"])
+
+
+async def test_different_upstream_queries_never_share_an_entry() -> None:
+    """C++ Primer then C# Primer: the second is its own miss, asked upstream as typed."""
+    system = make_system()
+    with mocked() as up:
+        _, first, _ = await get(system, "/search/title?q=C%2B%2B%20Primer")
+        _, second, _ = await get(system, "/search/title?q=C%23%20Primer")
+    assert (first["cache"], second["cache"]) == ("miss", "miss")
+    queries = [r.url.params["q"] for r in up.calls("google")]
+    assert queries == ['intitle:"C++ Primer"', 'intitle:"C# Primer"']

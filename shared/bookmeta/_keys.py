@@ -27,7 +27,8 @@ __all__ = [
     "search_key",
 ]
 
-KEY_VERSION = "v1"
+# v2: normalize_key keeps + # and word-leading . - (C++ and C# were one key in v1).
+KEY_VERSION = "v2"
 MAX_KEY_BYTES = 512
 # The warmer <-> proxy contract (ARCHITECTURE.md): the proxy's default langRestrict, the
 # author search the warmer sends (maxResults, no translations), and the ISBNdb author page
