@@ -129,6 +129,9 @@ class Upstream:
     yield_first: bool = False
     # ISBNdb's other_isbns: an ISBN -> the ISBN-13 of the book ISBNdb lists it under.
     isbndb_aliases: dict[str, str] = field(default_factory=dict)
+    # Fields that replace those of a book's Open Library search doc (a work), its ISBNdb record.
+    isbndb_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ol_doc_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Other ISBNs a known book's record lists in other_isbns (whatever was asked).
     isbndb_other_isbns: dict[str, list[str]] = field(default_factory=dict)
 
@@ -172,7 +175,8 @@ class Upstream:
         params = request.url.params
         field_name = next(k for k in ("author", "title", "q") if k in params)
         docs = [
-            ol_doc(b) for b in _matching(self._known("openlibrary"), field_name, params[field_name])
+            {**ol_doc(b), **self.ol_doc_fields.get(b.isbn13, {})}
+            for b in _matching(self._known("openlibrary"), field_name, params[field_name])
         ]
         return httpx.Response(200, json={"start": 0, "num_found": len(docs), "docs": docs})
 
@@ -205,7 +209,11 @@ class Upstream:
             return httpx.Response(404, json={"errorMessage": "Not Found"})
         if path.startswith("/author/"):
             name = path.removeprefix("/author/").lower()
-            books = [isbndb_book(b) for b in known.values() if name in " ".join(b.authors).lower()]
+            books = [
+                {**isbndb_book(b), **self.isbndb_fields.get(b.isbn13, {})}
+                for b in known.values()
+                if name in " ".join(b.authors).lower()
+            ]
             return httpx.Response(200, json={"author": name, "books": books})
         return httpx.Response(404, json={"errorMessage": "Not Found"})
 

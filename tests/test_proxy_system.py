@@ -545,3 +545,51 @@ async def test_different_upstream_queries_never_share_an_entry() -> None:
     assert (first["cache"], second["cache"]) == ("miss", "miss")
     queries = [r.url.params["q"] for r in up.calls("google")]
     assert queries == ['intitle:"C++ Primer"', 'intitle:"C# Primer"']
+
+
+async def test_an_open_library_work_never_overrides_the_edition_it_folds_into() -> None:
+    """Google's 2005 Dune with the 1965 work of 3 authors: the item is the 2005 edition."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": {DUNE}, "isbndb": set(), "openlibrary": {DUNE}},
+        ol_doc_fields={
+            DUNE: {
+                "author_name": ["Frank Herbert", "Brian Herbert", "Kevin J. Anderson"],
+                "first_publish_year": 1965,
+                "isbn": ["9782266233200", DUNE],
+                "language": ["fre", "eng"],
+            }
+        },
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/title?q=Dune")
+    [item] = body["items"]
+    info = item["volumeInfo"]
+    assert (info["publishedDate"], info["authors"]) == ("2005-08-02", ["Frank Herbert"])
+    assert item["providers"] == ["google", "openlibrary"]
+
+
+async def test_a_work_of_unknown_language_is_not_counted_as_the_language_asked() -> None:
+    """includeTranslations=false: an Open Library work in several languages is left out."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": set(), "isbndb": set(), "openlibrary": {DUNE}},
+        ol_doc_fields={DUNE: {"isbn": ["9782266233200", DUNE], "language": ["fre", "eng"]}},
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/title?q=Dune&includeTranslations=false")
+    assert body["items"] == []
+
+
+async def test_a_book_isbndb_found_for_the_language_asked_keeps_that_language() -> None:
+    """ISBNdb filtered the author page by language: a book listing none counts as that one."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": set(), "isbndb": {DUNE}, "openlibrary": set()},
+        isbndb_fields={DUNE: {"language": None}},
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/author?q=Frank%20Herbert&includeTranslations=false")
+    [item] = body["items"]
+    assert item["volumeInfo"]["language"] == "en"
+    assert up.calls("isbndb")[0].url.params["language"] == "en"

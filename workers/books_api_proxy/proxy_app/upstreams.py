@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import httpx
@@ -47,6 +47,14 @@ class Outcome:
     def ok(self) -> bool:
         """True when the provider answered (possibly with nothing)."""
         return self.error is None
+
+
+def in_language(editions: Sequence[Edition], lang: str | None) -> list[Edition]:
+    """``editions`` a provider returned for a search restricted to ``lang``: those without a
+    language are in ``lang``."""
+    if lang is None:
+        return list(editions)
+    return [e if e.language else replace(e, language=lang) for e in editions]
 
 
 class Upstreams:
@@ -261,13 +269,15 @@ class Upstreams:
     ) -> list[Outcome]:
         """Every provider able to answer a ``kind`` search, queried in parallel.
 
-        ``lang`` restricts Google and ISBNdb to one language (None: all languages). ISBNdb
+        ``lang`` restricts Google and ISBNdb to one language (None: all languages); an
+        edition they return without a language is in ``lang`` (they filtered by it). Open
+        Library is not filtered: its works keep the language they state, or none. ISBNdb
         only answers author searches (its worker has no title search).
         """
 
         async def google_answer() -> Outcome:
             found = await self.google_volumes(google.search_query(kind, text), max_results, lang)
-            return Outcome("google", found)
+            return Outcome("google", in_language(found, lang))
 
         async def google_search() -> Outcome:
             return await self._settle("google", google_answer)
@@ -278,7 +288,10 @@ class Upstreams:
             # Always the page the warmer asks for (1, AUTHOR_PAGE_SIZE, lang): the isbndb
             # worker's LRU then answers an author just warmed without another ISBNdb call.
             # Trimmed by the merge.
-            return await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
+            outcome = await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
+            if outcome is None or not outcome.ok:
+                return outcome
+            return replace(outcome, editions=in_language(outcome.editions, lang))
 
         answers = await asyncio.gather(
             google_search(),

@@ -52,8 +52,11 @@ def item_id(edition: Edition) -> str:
 
 
 def keep_language(editions: Sequence[Edition], lang: str) -> list[Edition]:
-    """Drop editions in another language than ``lang``; an unknown language is kept."""
-    return [e for e in editions if e.language is None or e.language == lang]
+    """Keep the editions known to be in ``lang``: an unknown language is not ``lang``.
+
+    (Providers asked to filter by ``lang`` vouch for their answers: see ``Upstreams.search``.)
+    """
+    return [e for e in editions if e.language == lang]
 
 
 def envelope(

@@ -129,7 +129,11 @@ def parse_books(data: Any) -> dict[str, Edition]:
 
 
 def parse_doc(doc: Mapping[str, Any]) -> Edition | None:
-    """Map one ``search.json`` doc (a work); its first ISBN-13 stands for it."""
+    """Map one ``search.json`` doc (a work): its editions' ISBN-13s in ``work_isbn13s``.
+
+    A work claims no ISBN of its own (any one of them may be a translation's); its date is
+    ``first_publish_year``, the work's, which the merge never gives an edition.
+    """
     title = f.text(doc, "title")
     if title is None:
         return None
@@ -144,16 +148,13 @@ def parse_doc(doc: Mapping[str, Any]) -> Edition | None:
         if cover_id
         else {}
     )
-    primary = isbns[0] if isbns else None
     return Edition(
         providers=(PROVIDER,),
         title=title,
-        isbn13=primary,
         subtitle=f.text(doc, "subtitle"),
         authors=f.texts(doc, "author_name"),
         publisher=next(iter(f.texts(doc, "publisher")), None),
         published_date=normalize_date(doc.get("first_publish_year")),
-        identifiers=_isbn_identifiers(primary) if primary else (),
         page_count=f.positive_int(doc, "number_of_pages_median"),
         categories=f.texts(doc, "subject")[:5],
         image_links=links,
