@@ -139,6 +139,21 @@ def test_search_key_separates_programming_languages() -> None:
     assert "q=c%23%20primer" in keys[1]
 
 
+def test_search_key_keys_pages_from_the_second_on() -> None:
+    """start 0 is the plain key (the warmer's); every later startIndex has its own."""
+    first = search_key("author", "Frank Herbert", max_results=40, lang="en", translations=False)
+    assert (
+        search_key(
+            "author", "Frank Herbert", max_results=40, lang="en", translations=False, start=0
+        )
+        == first
+    )
+    later = {search_key("author", "Frank Herbert", max_results=40, start=n) for n in (1, 40, 80)}
+    assert len(later) == 3
+    assert first not in later
+    assert "start=40" in search_key("author", "x", max_results=40, start=40)
+
+
 def test_search_key_rejects_invalid_isbn() -> None:
     """An isbn search with an invalid ISBN raises InvalidISBN."""
     with pytest.raises(InvalidISBN):

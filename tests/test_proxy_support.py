@@ -159,9 +159,14 @@ class Upstream:
             field_name = q.split(":", 1)[0] if q.startswith(("inauthor:", "intitle:")) else "q"
             words = q.split(":", 1)[-1] if field_name != "q" else q
             hits = _matching(self._known("google"), field_name, words)
+        if lang := request.url.params.get("langRestrict"):
+            hits = [b for b in hits if b.language == lang]
+        # Paged as Google pages: totalItems counts every match, items the asked window.
+        start = int(request.url.params.get("startIndex", "0"))
+        window = hits[start : start + int(request.url.params.get("maxResults", "10"))]
         body: dict[str, Any] = {"kind": "books#volumes", "totalItems": len(hits)}
-        if hits:
-            body["items"] = [google_item(b) for b in hits]
+        if window:
+            body["items"] = [google_item(b) for b in window]
         return httpx.Response(200, json=body)
 
     async def openlibrary(self, request: httpx.Request) -> httpx.Response:
@@ -178,7 +183,9 @@ class Upstream:
             {**ol_doc(b), **self.ol_doc_fields.get(b.isbn13, {})}
             for b in _matching(self._known("openlibrary"), field_name, params[field_name])
         ]
-        return httpx.Response(200, json={"start": 0, "num_found": len(docs), "docs": docs})
+        start = int(params.get("offset", "0"))
+        window = docs[start : start + int(params.get("limit", "100"))]
+        return httpx.Response(200, json={"start": start, "num_found": len(docs), "docs": window})
 
     async def isbndb(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -214,7 +221,9 @@ class Upstream:
                 for b in known.values()
                 if name in " ".join(b.authors).lower()
             ]
-            return httpx.Response(200, json={"author": name, "books": books})
+            size = int(request.url.params.get("pageSize", "20"))
+            start = (int(request.url.params.get("page", "1")) - 1) * size
+            return httpx.Response(200, json={"author": name, "books": books[start : start + size]})
         return httpx.Response(404, json={"errorMessage": "Not Found"})
 
 

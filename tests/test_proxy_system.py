@@ -264,7 +264,7 @@ async def test_rpc_search_matches_http_and_returns_errors() -> None:
         author = await system.rpc(WORKER, "search_author", "Frank Herbert", 2, None, None)
         title = await system.rpc(WORKER, "search_title", "Messiah", None, False, "en")
     assert body["items"] == isbn_body["items"]
-    assert author["totalItems"] == 2
+    assert (len(author["items"]), author["totalItems"]) == (2, 3)  # a page of the 3 matches
     assert title["items"][0]["volumeInfo"]["title"] == "Dune Messiah"
     error = await system.rpc(WORKER, "search_auto", "", 41, "yes", "english")
     assert error["error"]["status"] == 400
@@ -593,3 +593,59 @@ async def test_a_book_isbndb_found_for_the_language_asked_keeps_that_language() 
     [item] = body["items"]
     assert item["volumeInfo"]["language"] == "en"
     assert up.calls("isbndb")[0].url.params["language"] == "en"
+
+
+async def test_start_index_pages_through_the_matches_google_style() -> None:
+    """maxResults=1 from startIndex 0, 1, 2, 3: each book once, totalItems the match count."""
+    system = make_system()
+    with mocked() as up:
+        pages = [
+            (await get(system, f"/search/author?q=Frank%20Herbert&maxResults=1&startIndex={i}"))[1]
+            for i in range(4)
+        ]
+        google = [r.url.params.get("startIndex") for r in up.calls("google")]
+        offsets = [r.url.params.get("offset") for r in up.calls("openlibrary")]
+    titles = [[item["volumeInfo"]["title"] for item in page["items"]] for page in pages]
+    assert sorted(t for page in titles for t in page) == [
+        "Children of Dune",
+        "Dune",
+        "Dune Messiah",
+    ]
+    assert titles[3] == []
+    assert [page["totalItems"] for page in pages] == [3, 3, 3, 3]
+    assert [page["cache"] for page in pages] == ["miss"] * 4  # each page its own key
+    assert google == [None, "1", "2", "3"]
+    assert offsets == [None, "1", "2", "3"]
+
+
+async def test_total_items_counts_matches_not_the_page() -> None:
+    """totalItems is the match count as far as the providers report it, not the page length."""
+    system = make_system()
+    with mocked():
+        _, body, _ = await get(system, "/search/title?q=Dune&maxResults=1")
+        _, cached, _ = await get(system, "/search/title?q=Dune&maxResults=1")
+    assert len(body["items"]) == 1
+    assert body["totalItems"] == 3
+    assert (cached["cache"], cached["totalItems"]) == ("kv", 3)
+
+
+async def test_an_isbn_search_has_its_one_item_at_index_zero() -> None:
+    """startIndex 1 of an ISBN search is empty but still counts the one match."""
+    system = make_system()
+    with mocked():
+        _, first, _ = await get(system, f"/search/auto?q={DUNE}")
+        _, second, _ = await get(system, f"/search/auto?q={DUNE}&startIndex=1")
+    assert (len(first["items"]), first["totalItems"]) == (1, 1)
+    assert (second["items"], second["totalItems"], second["cache"]) == ([], 1, "kv")
+
+
+async def test_rpc_searches_take_start_index_as_a_fifth_argument() -> None:
+    """search_author(q, max, translations, lang, start_index); four arguments still work."""
+    system = make_system()
+    with mocked():
+        page = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en", 1)
+        first = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en")
+        bad = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en", -1)
+    assert (page["totalItems"], first["totalItems"]) == (3, 3)
+    assert page["items"] != first["items"]
+    assert bad["error"]["param"] == "startIndex"

@@ -15,17 +15,23 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))
 
-    async def search_auto(self, q, max_results, include_translations, lang):
-        return await self._app().search_auto(q, max_results, include_translations, lang)
+    async def search_auto(self, q, max_results, include_translations, lang, start_index=None):
+        return await self._app().search_auto(
+            q, max_results, include_translations, lang, start_index
+        )
 
     async def search_isbn(self, isbn):
         return await self._app().search_isbn(isbn)
 
-    async def search_author(self, q, max_results, include_translations, lang):
-        return await self._app().search_author(q, max_results, include_translations, lang)
+    async def search_author(self, q, max_results, include_translations, lang, start_index=None):
+        return await self._app().search_author(
+            q, max_results, include_translations, lang, start_index
+        )
 
-    async def search_title(self, q, max_results, include_translations, lang):
-        return await self._app().search_title(q, max_results, include_translations, lang)
+    async def search_title(self, q, max_results, include_translations, lang, start_index=None):
+        return await self._app().search_title(
+            q, max_results, include_translations, lang, start_index
+        )
 
     async def warm_isbns(self, isbns):
         return await self._app().warm_isbns(isbns)

@@ -159,7 +159,7 @@ class App:
 
     @staticmethod
     def _volumes(result: SearchResult) -> Response:
-        body = envelope(result.items, cache=result.cache, failed=result.failed)
+        body = App._body(result)
         return json_response(body, headers={"x-cache": result.cache})
 
     async def _http_search(self, request: Request, kind: QueryKind | None) -> Response:
@@ -223,26 +223,32 @@ class App:
 
     @staticmethod
     def _body(result: SearchResult) -> JsonBody:
-        return envelope(result.items, cache=result.cache, failed=result.failed)
+        return envelope(result.items, cache=result.cache, failed=result.failed, total=result.total)
 
     def _params_of(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self, q: Any, max_results: Any, include_translations: Any, lang: Any, start_index: Any
     ) -> SearchParams:
         return search_params(
             q,
             max_results,
             include_translations,
             lang,
+            start_index,
             default_max=self.settings.max_results_default,
         )
 
     async def search_auto(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any,
+        max_results: Any,
+        include_translations: Any,
+        lang: Any,
+        start_index: Any = None,
     ) -> JsonBody:
         """RPC of ``/search/auto``: the same body, or an error dict."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.auto(params))
 
         return await self._rpc(op, "search_auto")
@@ -256,23 +262,33 @@ class App:
         return await self._rpc(op, "search_isbn")
 
     async def search_author(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any,
+        max_results: Any,
+        include_translations: Any,
+        lang: Any,
+        start_index: Any = None,
     ) -> JsonBody:
         """RPC of ``/search/author``."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.search(QueryKind.AUTHOR, params))
 
         return await self._rpc(op, "search_author")
 
     async def search_title(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self,
+        q: Any,
+        max_results: Any,
+        include_translations: Any,
+        lang: Any,
+        start_index: Any = None,
     ) -> JsonBody:
         """RPC of ``/search/title``."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.search(QueryKind.TITLE, params))
 
         return await self._rpc(op, "search_title")

@@ -24,6 +24,7 @@ from .config import MAX_RESULTS_LIMIT
 from .languages import normalize_language
 
 MAX_Q_CHARS = 256
+MAX_START_INDEX = 1000  # deep enough for any library app; Google pages no further in practice
 MAX_ISBN_CHARS = 32
 MAX_LIST_ITEMS = 1000
 # warm_isbns: each ISBN costs up to ~4 KV/R2 operations (status reads, then writes), and an
@@ -32,6 +33,7 @@ MAX_WARM_ISBNS = WARM_ISBNS_MAX
 MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
+_INDEX_RE = re.compile(r"[0-9]{1,4}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
 # Control, surrogate, private-use and unassigned characters are refused unless whitespace.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
@@ -49,12 +51,14 @@ _ASCII_REFUSED_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
-    """A validated search: display-normalized ``q``, 1-40 results, a language code."""
+    """A validated search: display-normalized ``q``, 1-40 results, a language code, and the
+    0-based index of the first result (Google's ``startIndex``)."""
 
     q: str
     max_results: int
     include_translations: bool
     lang: str
+    start_index: int = 0
 
 
 def _text(value: Any, param: str, max_chars: int) -> str:
@@ -94,6 +98,17 @@ def max_results(value: Any, default: int) -> int:
     return value
 
 
+def start_index(value: Any) -> int:
+    """``startIndex``: absent gives 0; otherwise a plain integer 0-1000."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and _INDEX_RE.fullmatch(value) is not None:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_START_INDEX:
+        raise InvalidInput("startIndex", f"must be an integer from 0 to {MAX_START_INDEX}")
+    return value
+
+
 def boolean(value: Any, param: str, default: bool) -> bool:
     """A boolean: absent gives ``default``; otherwise exactly ``true``/``false``."""
     if value is None:
@@ -123,15 +138,17 @@ def search_params(
     max_results_value: Any,
     include_translations: Any,
     lang: Any,
+    start: Any = None,
     *,
     default_max: int,
 ) -> SearchParams:
-    """Validate the four search parameters (strings from HTTP, typed values from RPC)."""
+    """Validate the search parameters (strings from HTTP, typed values from RPC)."""
     return SearchParams(
         q=query_text(q),
         max_results=max_results(max_results_value, default_max),
         include_translations=boolean(include_translations, "includeTranslations", True),
         lang=language(lang),
+        start_index=start_index(start),
     )
 
 
@@ -142,6 +159,7 @@ def search_query(query: Mapping[str, str], *, default_max: int) -> SearchParams:
         query.get("maxResults"),
         query.get("includeTranslations"),
         query.get("langRestrict"),
+        query.get("startIndex"),
         default_max=default_max,
     )
 

@@ -64,14 +64,16 @@ def envelope(
     *,
     cache: str,
     failed: Sequence[str] = (),
+    total: int | None = None,
 ) -> dict[str, Any]:
     """The response body: ``kind``, ``totalItems``, ``items``, ``cache`` (+ ``failedProviders``).
 
-    ``failedProviders`` appears only on a partial answer (some provider failed).
+    ``totalItems`` is ``total``, the match count as far as known (at least the items'
+    number); ``failedProviders`` appears only on a partial answer (some provider failed).
     """
     body: dict[str, Any] = {
         "kind": KIND,
-        "totalItems": len(items),
+        "totalItems": max(len(items), total or 0),
         "items": list(items),
         "cache": cache,
     }
