@@ -649,3 +649,32 @@ async def test_rpc_searches_take_start_index_as_a_fifth_argument() -> None:
     assert (page["totalItems"], first["totalItems"]) == (3, 3)
     assert page["items"] != first["items"]
     assert bad["error"]["param"] == "startIndex"
+
+
+async def test_warm_isbns_does_not_ask_again_about_a_settled_not_found() -> None:
+    """An ISBN with a fresh not-found entry is reported notFound without a provider call."""
+    system = make_system()
+    with mocked() as up:
+        first = await system.rpc(WORKER, "warm_isbns", [UNKNOWN])
+        before = len(up.requests)
+        system.clock.advance(60)
+        again = await system.rpc(WORKER, "warm_isbns", [UNKNOWN])
+    assert first["notFound"] == again["notFound"] == [UNKNOWN]
+    assert again["upstreamCalls"] == {"isbndb": 0, "openlibrary": 0, "google": 0}
+    assert len(up.requests) == before
+
+
+async def test_warm_isbns_lists_the_isbns_it_deferred() -> None:
+    """ISBNs past the 20 Google look-ups per call are in `deferred` (and, for older
+    callers, in `failed`): not asked, not failed."""
+    system = make_system()
+    nobody = {"google": set(), "isbndb": set(), "openlibrary": set()}
+    bodies = [f"9798000000{n:02d}" for n in range(30)]
+    isbns = [
+        b + str(-sum(int(d) * (1 + 2 * (k % 2)) for k, d in enumerate(b)) % 10) for b in bodies
+    ]
+    with mocked(Upstream(knows=nobody)):
+        report = await system.rpc(WORKER, "warm_isbns", isbns)
+    assert report["notFound"] == isbns[:20]
+    assert report["deferred"] == isbns[20:]
+    assert [f["isbn"] for f in report["failed"]] == isbns[20:]

@@ -6,17 +6,21 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from test_warmer_support import (
     AUTH,
     PROXY,
     VERIFY_CRON,
     WARMER,
+    DyingBinding,
+    IsolateDied,
     get_json,
     library,
     make_system,
     mock_upstreams,
     tick,
+    unknown_isbns,
     upload,
     warmer_kv,
 )
@@ -45,37 +49,6 @@ class CountingR2:
             return await method(*args, **kwargs)
 
         return counted
-
-
-class IsolateDied(BaseException):
-    """Stands for the isolate being killed: nothing after it runs, not even except blocks."""
-
-
-class DyingBinding:
-    """A service binding that kills the run on its ``after``-th call."""
-
-    def __init__(self, inner: Any, after: int) -> None:
-        self._inner = inner
-        self.after = after
-        self.calls = 0
-
-    def _count(self) -> None:
-        self.calls += 1
-        if self.calls == self.after:
-            raise IsolateDied(f"killed at call {self.calls}")
-
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        self._count()
-        return await self._inner.fetch(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._inner, name)
-
-        async def call(*args: Any) -> Any:
-            self._count()
-            return await method(*args)
-
-        return call
 
 
 class YieldingBinding:
@@ -472,3 +445,39 @@ def test_author_calls_and_keys_use_the_shared_contract() -> None:
         f"?page=1&pageSize={AUTHOR_PAGE_SIZE}&language={DEFAULT_LANG}"
     )
     assert verify.item_key(UnitKind.AUTHOR, "Frank Herbert") == author_warm_key("Frank Herbert")
+
+
+async def test_a_chunk_nobody_knows_asks_google_about_every_isbn_once_then_settles() -> None:
+    """45 unknown ISBNs: Google is asked about each exactly once; all end not found."""
+    system = make_system()
+    isbns = unknown_isbns(45)
+    csv = "title,author,isbn13\n" + "".join(f"Book {n},,{i}\n" for n, i in enumerate(isbns))
+    with mock_upstreams() as upstreams:
+        _, summary = await upload(system, csv)
+        progress = await run_until_done(system, summary["id"], max_ticks=4)
+        asked = [c.request.url.params["q"] for c in upstreams.routes["google"].calls]
+    assert sorted(asked) == sorted(f"isbn:{i}" for i in isbns), "each ISBN asked once"
+    assert (progress["done"], progress["failed"]) == (0, 45)
+    assert {f["reason"] for f in progress["failures"]} == {"not found by any provider"}
+
+
+async def test_an_isbn_the_proxy_deferred_never_fails_for_it() -> None:
+    """Google down: the 20 ISBNs asked give up after 3 failed attempts; the 5 the proxy
+    deferred are not written off with them, and once Google is back they are asked."""
+    system = make_system()
+    isbns = unknown_isbns(25)
+    csv = "title,author,isbn13\n" + "".join(f"Book {n},,{i}\n" for n, i in enumerate(isbns))
+    with mock_upstreams() as upstreams:
+        healthy = upstreams.routes["google"].side_effect
+        upstreams.routes["google"].mock(side_effect=lambda request: httpx.Response(500, json={}))
+        _, summary = await upload(system, csv)
+        for _ in range(3):
+            await tick(system)
+        _, during = await get_json(system, f"/libraries/{summary['id']}")
+        upstreams.routes["google"].mock(side_effect=healthy)
+        progress = await run_until_done(system, summary["id"], max_ticks=3)
+    assert during["units"]["done"] == 0, "the deferred ISBNs kept their unit open"
+    reasons = {f["item"]: f["reason"] for f in progress["failures"]}
+    assert all(reasons[i].startswith("gave up after 3 attempts: google") for i in isbns[:20])
+    assert {reasons[i] for i in isbns[20:]} == {"not found by any provider"}
+    assert not any("not asked" in r for r in reasons.values())

@@ -79,12 +79,17 @@ class CacheWriteFailure:
 
 @dataclass(frozen=True, slots=True)
 class KeyStatus:
-    """Where a key is cached and until when (for verification)."""
+    """Where a key is cached and until when (for verification).
+
+    ``negative``: no tier holds a value, but KV remembers that the key has none (a
+    not-found entry, for ``negative_ttl_s``).
+    """
 
     key: str
     tier: Literal["kv", "r2"] | None
     fresh_until: float | None
     expires_at: float | None
+    negative: bool = False
 
 
 Loader = Callable[[], Awaitable[Any]]
@@ -178,10 +183,12 @@ class TwoTierCache:
 
     async def _status(self, key: str) -> KeyStatus:
         now = self.clock()
+        negative = False
         if self.hot is not None:
             got = await self.hot.get_with_metadata(key)
             meta = got.metadata or {}
-            if got.value is not None and "f" in meta and not meta.get("n"):
+            negative = got.value is not None and bool(meta.get("n"))
+            if got.value is not None and "f" in meta and not negative:
                 return KeyStatus(key, "kv", float(meta["f"]), float(meta["x"]))
         if self.cold is not None:
             head = await self.cold.head(self.cold_prefix + key)
@@ -189,7 +196,7 @@ class TwoTierCache:
                 expires = float(head["expires_at"])
                 if expires > now:
                     return KeyStatus(key, "r2", float(head["fresh_until"]), expires)
-        return KeyStatus(key, None, None, None)
+        return KeyStatus(key, None, None, None, negative)
 
     # -- writes ------------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """Bulk warming: cache many ISBNs with the fewest upstream calls.
 
 Order of attack, each step only for what is still missing: skip ISBNs already fresh in the
-cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
-batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
-per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
-retry). Each book is stored under exactly ``isbn_key(isbn13)`` of the ISBN asked for, in
-the shape an ISBN search stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache
-hit; that holds for an ISBN ISBNdb matched through another book's ``other_isbns`` too (stored
-under the asked ISBN, not the book's). An ISBN nobody has gets a negative entry, but only
-when every provider asked about it answered (a failure is not "not found").
+cache, and report those with a fresh not-found entry as ``notFound`` without asking again (a
+settled not-found); ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library
+Books API batches of 50; Google, one ``isbn:`` query per ISBN, at most
+``MAX_GOOGLE_PER_CALL`` per call (a Free-plan invocation has 50 subrequests). The rest are
+``deferred``: not asked, not failed, to send again (also in ``failed``, "not asked", for
+callers that predate ``deferred``). Each book is stored under exactly ``isbn_key(isbn13)`` of
+the ISBN asked for, in the shape an ISBN search stores, so a later
+``/search/auto?q=<isbn>&maxResults=1`` is a cache hit; that holds for an ISBN ISBNdb matched
+through another book's ``other_isbns`` too (stored under the asked ISBN, not the book's). An
+ISBN nobody has gets a negative entry, but only when every provider asked about it answered
+(a failure is not "not found").
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ async def warm_isbns(
         for i, s in zip(isbns, statuses, strict=True)
         if s.tier is not None and s.fresh_until is not None and s.fresh_until > now
     ]
-    todo = [i for i in isbns if i not in already]
+    settled_missing = [i for i, s in zip(isbns, statuses, strict=True) if s.negative]
+    todo = [i for i in isbns if i not in already and i not in settled_missing]
     found = _Collected(todo)
     if todo:
         found.add(await upstreams.isbndb_bulk(todo), todo)
@@ -106,7 +110,7 @@ async def warm_isbns(
             writes.append(cache.set_negative(isbn_key(isbn)))
             outcomes.append((isbn, False))
     warmed: list[str] = []
-    not_found: list[str] = []
+    not_found: list[str] = [i for i in isbns if i in settled_missing]
     # A write a tier refused (KV: one write per second per key) fails that ISBN only: the
     # caller retries it, and a copy that did land reads back as alreadyCached.
     results = await asyncio.gather(*writes, return_exceptions=True)
@@ -119,11 +123,13 @@ async def warm_isbns(
         else:
             (warmed if was_found else not_found).append(isbn)
     failed.sort(key=lambda f: todo.index(f["isbn"]))
+    not_found.sort(key=isbns.index)
     return {
         "warmed": warmed,
         "alreadyCached": already,
         "notFound": not_found,
         "invalid": invalid,
         "failed": failed,
+        "deferred": deferred,
         "upstreamCalls": dict(upstreams.calls),
     }

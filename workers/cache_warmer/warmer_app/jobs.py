@@ -105,7 +105,7 @@ class JobState:
     done: int = 0
     failed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-    attempts: int = 0
+    attempts: int = 0  # attempts of the unit at the cursor so far
     runs: int = 0
     first_run_at: float | None = None
     last_run: dict[str, Any] | None = None
@@ -113,6 +113,8 @@ class JobState:
     last_verify: dict[str, Any] | None = None
     verify_cursor: int = 0
     saved_at: float | None = None
+    # attempts.UnitProgress of the unit at the cursor while it is unfinished between runs
+    unit_progress: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -128,6 +130,7 @@ class JobState:
         self.failures.extend({"unit": result.n, **f} for f in result.failed)
         self.cursor += 1
         self.attempts = 0
+        self.unit_progress = None
 
     def failed_items(self) -> set[str]:
         """Items that failed at least once (verification leaves them alone)."""

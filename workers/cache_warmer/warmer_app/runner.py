@@ -2,16 +2,21 @@
 
 Order of work in one run (costs in planner.py): list jobs, read today's usage; per unfinished
 job: read its state, take its lease, read its plan, catch up on units a dead run left behind,
-then run the planned units one by one, writing each unit's result key right after it ran;
-finally save the state once and release the lease. The time budget (monotonic clock) is checked
-before each unit. A transient failure (5xx, 429, a binding that throws) stops the job's batch
-with the unit still pending; after MAX_ATTEMPTS the unit is recorded as failed.
+then attempt the units one by one, writing each unit's result key as soon as every item of it
+is settled; finally save the state once and release the lease. Before each attempt the time
+budget (monotonic clock), the subrequests left and today's provider budgets are checked. What
+an attempt settles follows attempts.py: a deferral (the
+proxy's per-call Google cap) is progress and the unit is attempted again at once; an item a
+provider failed on is asked again on a later run (the job's batch stops, ``transient_error``)
+and given up after MAX_TRIES attempts of its own. The unit at the cursor keeps its progress in
+the job's state between runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -28,6 +33,7 @@ from bookmeta import (
     Service,
 )
 
+from .attempts import Attempt, UnitProgress
 from .budget import BudgetExhausted, DailyUsage, Meter
 from .config import Settings
 from .jobs import JobState, JobStore, UnitResult
@@ -39,13 +45,12 @@ from .planner import (
     StopReason,
     Unit,
     UnitKind,
-    plan_batch,
+    blocker,
     upstream_estimate,
 )
 
 PROXY_URL = "https://books-api-proxy.internal"
 ISBNDB_URL = "https://isbndb-worker.internal"
-MAX_ATTEMPTS = 3
 NO_RESULTS = "no results from any provider"
 
 
@@ -70,16 +75,6 @@ def author_bibliography_url(name: str) -> str:
     """ISBNdb worker's author bibliography, name percent-encoded as one path segment."""
     query = urlencode({"page": 1, "pageSize": AUTHOR_PAGE_SIZE, "language": DEFAULT_LANG})
     return f"{ISBNDB_URL}/author/{quote(name, safe='')}?{query}"
-
-
-@dataclass
-class Outcome:
-    """A unit's result before it is numbered; ``transient`` set means "retry the unit later"."""
-
-    done: list[str] = field(default_factory=list)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    upstream: dict[str, int] = field(default_factory=dict)
-    transient: str | None = None
 
 
 def _is_transient(status: int) -> bool:
@@ -107,52 +102,35 @@ def _failed_providers(search: Response) -> list[str]:
     return [str(p) for p in failed] if isinstance(failed, list) else []
 
 
-def _warm_result(unit: Unit, result: Any) -> Outcome:
-    """Map a ``warm_isbns`` RPC result (or its error shape) to an outcome."""
+def warm_attempt(sent: Sequence[str], result: Any) -> Attempt:
+    """Map a ``warm_isbns`` RPC result (or its error shape) for the ISBNs ``sent``.
+
+    ``deferred`` ISBNs were not asked (the proxy's per-call cap): not failed, though the
+    proxy also lists them in ``failed`` for older callers. Other ``failed`` ISBNs were asked
+    and a provider failed: ask again. ``notFound`` and ``invalid`` are settled.
+    """
     if not isinstance(result, dict):
-        return Outcome(transient=f"warm_isbns returned {type(result).__name__}")
+        return Attempt.failed_call(sent, f"warm_isbns returned {type(result).__name__}")
     error = result.get("error")
     if isinstance(error, dict):
         reason = f"{error.get('code', 'error')}: {error.get('message', '')}".strip()
         if _is_transient(int(error.get("status") or 500)):
-            return Outcome(transient=reason)
-        return Outcome(failed=[{"item": i, "reason": reason} for i in unit.items])
-    done = [str(i) for i in result.get("warmed", [])]
-    done += [str(i) for i in result.get("alreadyCached", []) if str(i) not in done]
-    reasons: dict[str, str] = {}
+            return Attempt.failed_call(sent, reason)
+        return Attempt.refused(sent, reason)
+    calls = result.get("upstreamCalls", {})
+    attempt = Attempt(upstream={str(k): int(v) for k, v in calls.items()})
+    for isbn in [*result.get("warmed", []), *result.get("alreadyCached", [])]:
+        if str(isbn) not in attempt.done:
+            attempt.done.append(str(isbn))
+    attempt.deferred = [str(i) for i in result.get("deferred", [])]
     for isbn in result.get("notFound", []):
-        reasons.setdefault(str(isbn), "not found by any provider")
+        attempt.failed.setdefault(str(isbn), "not found by any provider")
     for isbn in result.get("invalid", []):
-        reasons.setdefault(str(isbn), "invalid ISBN")
-    upstream_failed: list[str] = []
+        attempt.failed.setdefault(str(isbn), "invalid ISBN")
     for entry in result.get("failed", []):
-        if isinstance(entry, dict):
-            reason = str(entry.get("reason", "failed"))
-            upstream_failed.append(reason)
-            reasons.setdefault(str(entry.get("isbn")), reason)
-    outcome = Outcome(upstream={str(k): int(v) for k, v in result.get("upstreamCalls", {}).items()})
-    for isbn in unit.items:
-        if isbn in done:
-            outcome.done.append(isbn)
-        else:
-            reason = reasons.get(isbn, "missing from the warm_isbns result")
-            outcome.failed.append({"item": isbn, "reason": reason})
-    if upstream_failed:
-        # A provider failed (not "not found"): retry the unit later; the ISBNs warmed now
-        # come back as alreadyCached, so nothing is counted twice.
-        outcome.transient = f"{len(upstream_failed)} ISBNs failed upstream: {upstream_failed[0]}"
-    return outcome
-
-
-def _give_up(unit: Unit, outcome: Outcome) -> Outcome:
-    """The final outcome of a unit still failing after MAX_ATTEMPTS: what was warmed stays
-    done; the rest fails with its own reason (or the transient one when there is none)."""
-    prefix = f"gave up after {MAX_ATTEMPTS} attempts"
-    if not outcome.done and not outcome.failed:
-        reason = f"{prefix}: {outcome.transient}"
-        return Outcome(failed=[{"item": i, "reason": reason} for i in unit.items])
-    failed = [{"item": f["item"], "reason": f"{prefix}: {f['reason']}"} for f in outcome.failed]
-    return Outcome(done=list(outcome.done), failed=failed, upstream=dict(outcome.upstream))
+        if isinstance(entry, dict) and str(entry.get("isbn")) not in attempt.deferred:
+            attempt.retry.setdefault(str(entry.get("isbn")), str(entry.get("reason", "failed")))
+    return attempt
 
 
 @dataclass
@@ -208,6 +186,10 @@ class Runner:
     def _out_of_time(self) -> bool:
         return self._clocks.monotonic() - self._started >= self._settings.max_seconds
 
+    def _spendable(self) -> int:
+        """Subrequests units may still use: the job's and the run's ends stay reserved."""
+        return self._meter.remaining - JOB_END_SUBREQUESTS - RUN_END_SUBREQUESTS
+
     async def run(self, job_ids: list[str], usage: DailyUsage) -> list[JobRun]:
         """Work the unfinished jobs among ``job_ids`` in order while budgets last."""
         runs: list[JobRun] = []
@@ -243,53 +225,50 @@ class Runner:
         units = await self._store.load_units(state.id)
         if len(units) < state.units:
             raise RuntimeError(f"job {state.id}: plan has {len(units)} of {state.units} units")
+        units = units[: state.units]
         job_run = JobRun(state.id)
         job_run.recovered = len(await self._store.catch_up(state))
         if job_run.recovered:
             self._log.warning("warm.recovered", job=state.id, units=job_run.recovered)
-        spendable = self._meter.remaining - JOB_END_SUBREQUESTS - RUN_END_SUBREQUESTS
-        plan = plan_batch(
-            units[: state.units],
-            state.cursor,
-            subrequests=spendable,
-            daily_left=usage.left(self._settings.daily.as_dict()),
-        )
-        job_run.stop, job_run.detail = plan.stop.value, plan.detail
-        for n in plan.indices:
-            if self._out_of_time():
-                job_run.stop, job_run.detail = StopReason.TIME.value, ""
-                break
+        progress = _progress_at(state)
+        budgets = self._settings.daily.as_dict()
+        stop: tuple[StopReason, str] = (StopReason.COMPLETE, "")
+        while not state.finished:
+            n = state.cursor
             unit = units[n]
-            outcome = await self._warm(unit)
-            usage.add(outcome.upstream or upstream_estimate(unit))
-            if outcome.transient is not None:
-                state.attempts += 1
+            todo = Unit(unit.kind, tuple(progress.todo(unit)))
+            if self._out_of_time():
+                stop = (StopReason.TIME, "")
+                break
+            blocked = blocker(todo, subrequests=self._spendable(), daily_left=usage.left(budgets))
+            if blocked is not None:
+                stop = blocked
+                break
+            attempt = await self._attempt(todo)
+            usage.add(attempt.upstream or upstream_estimate(todo))
+            step = progress.record(attempt, sent=todo.items)
+            state.attempts = progress.attempts
+            self._metrics.incr("warm.items.deferred", len(attempt.deferred))
+            if progress.finished(unit):
+                await self._finish(state, unit, progress, job_run)
+                progress = UnitProgress(state.cursor)
+                continue
+            if step.trouble is not None:
                 self._log.warning(
                     "warm.transient",
                     job=state.id,
                     unit=n,
-                    attempt=state.attempts,
-                    reason=outcome.transient,
+                    attempt=progress.attempts,
+                    reason=step.trouble,
                 )
-                if state.attempts < MAX_ATTEMPTS:
-                    job_run.stop, job_run.detail = StopReason.TRANSIENT.value, outcome.transient
-                    break
-                outcome = _give_up(unit, outcome)
-            result = UnitResult(
-                n,
-                unit.kind.value,
-                outcome.done,
-                outcome.failed,
-                self._clocks.wall(),
-                outcome.upstream,
-            )
-            await self._store.write_unit(state.id, result)
-            state.fold(result)
-            job_run.units += 1
-            job_run.items += len(unit.items)
-            self._metrics.incr(f"warm.units.{unit.kind.value}")
-            self._metrics.incr("warm.items.done", len(outcome.done))
-            self._metrics.incr("warm.items.failed", len(outcome.failed))
+                stop = (StopReason.TRANSIENT, step.trouble)
+                break
+            if not step.progress:  # everything deferred again: nothing to gain this run
+                stop = (StopReason.TRANSIENT, "the proxy deferred every item")
+                break
+            # Only deferrals left (a deferral is progress): attempt the unit again now.
+        state.unit_progress = None if state.finished else _saved(progress)
+        job_run.stop, job_run.detail = stop[0].value, stop[1]
         now = self._clocks.wall()
         if job_run.units or job_run.recovered:
             state.runs += 1
@@ -298,18 +277,34 @@ class Runner:
         state.last_run = {"at": now, **job_run.as_dict()}
         return job_run
 
-    async def _warm(self, unit: Unit) -> Outcome:
+    async def _finish(
+        self, state: JobState, unit: Unit, progress: UnitProgress, job_run: JobRun
+    ) -> None:
+        done, failed = progress.outcome(unit)
+        result = UnitResult(
+            progress.n, unit.kind.value, done, failed, self._clocks.wall(), progress.upstream
+        )
+        await self._store.write_unit(state.id, result)
+        state.fold(result)
+        job_run.units += 1
+        job_run.items += len(unit.items)
+        self._metrics.incr(f"warm.units.{unit.kind.value}")
+        self._metrics.incr("warm.items.done", len(done))
+        self._metrics.incr("warm.items.failed", len(failed))
+
+    async def _attempt(self, todo: Unit) -> Attempt:
         try:
-            if unit.kind is UnitKind.ISBNS:
-                return _warm_result(unit, await self._proxy.call("warm_isbns", list(unit.items)))
-            return await self._warm_author(unit.items[0])
+            if todo.kind is UnitKind.ISBNS:
+                result = await self._proxy.call("warm_isbns", list(todo.items))
+                return warm_attempt(todo.items, result)
+            return await self._warm_author(todo.items[0])
         except BudgetExhausted:
             raise
-        except Exception as exc:  # a binding that throws: retry the unit on a later run
+        except Exception as exc:  # a binding that throws: ask again on a later run
             self._metrics.incr("warm.binding_errors")
-            return Outcome(transient=f"{type(exc).__name__}: {exc}"[:300])
+            return Attempt.failed_call(todo.items, f"{type(exc).__name__}: {exc}"[:300])
 
-    async def _warm_author(self, name: str) -> Outcome:
+    async def _warm_author(self, name: str) -> Attempt:
         headers = {REQUEST_ID_HEADER: self._log.request_id, "accept": "application/json"}
         bibliography = await self._isbndb.fetch(
             Request("GET", author_bibliography_url(name), headers)
@@ -320,16 +315,29 @@ class Runner:
         if search.status < 400:
             if (failed := _failed_providers(search)) and _no_results(search):
                 # Nothing found while a provider was down: no evidence either way; retry later.
-                return Outcome(transient=f"proxy search partial ({', '.join(failed)} failed)")
+                reason = f"proxy search partial ({', '.join(failed)} failed)"
+                return Attempt(retry={name: reason})
             if _no_results(search):
                 # The proxy keeps an empty answer only briefly (a KV-only negative entry that
                 # cache_status reports as absent): recorded as failed, so verification does not
                 # re-warm an author nobody lists every night.
-                return Outcome(failed=[{"item": name, "reason": NO_RESULTS}])
-            return Outcome(done=[name])
+                return Attempt(failed={name: NO_RESULTS})
+            return Attempt(done=[name])
         reason = f"proxy search answered {search.status}"
         with contextlib.suppress(ValueError, KeyError, TypeError):
             reason = f"{reason}: {search.json()['error']['message']}"
         if _is_transient(search.status):
-            return Outcome(transient=reason)
-        return Outcome(failed=[{"item": name, "reason": reason}])
+            return Attempt(retry={name: reason})
+        return Attempt(failed={name: reason})
+
+
+def _progress_at(state: JobState) -> UnitProgress:
+    """The saved progress of the unit at the cursor, or a fresh one."""
+    saved = state.unit_progress
+    if saved is not None and int(saved.get("n", -1)) == state.cursor:
+        return UnitProgress.from_json(saved)
+    return UnitProgress(state.cursor)
+
+
+def _saved(progress: UnitProgress) -> dict[str, Any] | None:
+    return progress.to_json() if progress.attempts else None
