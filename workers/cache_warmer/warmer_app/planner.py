@@ -7,9 +7,10 @@ A unit is a chunk of ISBNs (one ``warm_isbns`` RPC) or one distinct author (ISBN
 ISBN chunk              2 subrequests: the RPC, the unit's result key in KV (another
                         RPC per further attempt when the proxy deferred some ISBNs)
 author                  3 subrequests: two fetches, the unit's result key in KV
-per job worked          9: state get, plan get (R2), catch-up probe (>= 1 get),
-                        lease get/put/confirm get, release get/put, state put
-per run                 3: job list, daily usage get, daily usage put
+per job worked          10: state get, plan get (R2), catch-up probe (>= 1 get),
+                        lease get/put/confirm get, release get/put, state put, and one
+                        usage record put covering the job's units before they run
+per run                 3: job list, daily usage list, daily usage put (the settled record)
 ======================  ===========================================================
 
 Upstream calls (for the daily provider budgets) are estimated pessimistically per unit (per
@@ -27,8 +28,9 @@ from typing import Any
 
 ISBN_UNIT_SUBREQUESTS = 2
 AUTHOR_UNIT_SUBREQUESTS = 3
-JOB_SUBREQUESTS = 9
+JOB_SUBREQUESTS = 10
 JOB_END_SUBREQUESTS = 3  # release get/put + state put, reserved while working a job
+USAGE_COVER_SUBREQUESTS = 1  # a usage record put before the calls it counts (budget.UsageLedger)
 RUN_SUBREQUESTS = 3
 RUN_END_SUBREQUESTS = 1  # the daily usage put
 ISBNDB_BULK_MAX = 100

@@ -4,8 +4,9 @@ Order of work in one run (costs in planner.py): list jobs, read today's usage; p
 job: read its state, take its lease, read its plan, catch up on units a dead run left behind,
 then attempt the units one by one, writing each unit's result key as soon as every item of it
 is settled; finally save the state once and release the lease. Before each attempt the time
-budget (monotonic clock), the subrequests left and today's provider budgets are checked. What
-an attempt settles follows attempts.py: a deferral (the
+budget (monotonic clock), the subrequests left and today's provider budgets are checked, and
+the run's usage record is made to count the attempt's worst case (budget.UsageLedger) before
+any upstream call is made. What an attempt settles follows attempts.py: a deferral (the
 proxy's per-call Google cap) is progress and the unit is attempted again at once; an item a
 provider failed on is asked again on a later run (the job's batch stops, ``transient_error``)
 and given up after MAX_TRIES attempts of its own. The unit at the cursor keeps its progress in
@@ -34,7 +35,7 @@ from bookmeta import (
 )
 
 from .attempts import Attempt, UnitProgress
-from .budget import BudgetExhausted, DailyUsage, Meter
+from .budget import BudgetExhausted, Meter, UsageLedger
 from .config import Settings
 from .jobs import JobState, JobStore, UnitResult
 from .lease import Leases
@@ -42,10 +43,12 @@ from .planner import (
     JOB_END_SUBREQUESTS,
     JOB_SUBREQUESTS,
     RUN_END_SUBREQUESTS,
+    USAGE_COVER_SUBREQUESTS,
     StopReason,
     Unit,
     UnitKind,
     blocker,
+    plan_batch,
     upstream_estimate,
 )
 
@@ -187,11 +190,17 @@ class Runner:
         return self._clocks.monotonic() - self._started >= self._settings.max_seconds
 
     def _spendable(self) -> int:
-        """Subrequests units may still use: the job's and the run's ends stay reserved."""
-        return self._meter.remaining - JOB_END_SUBREQUESTS - RUN_END_SUBREQUESTS
+        """Subrequests units may still use: the job's and the run's ends and one usage
+        record put (before calls a record does not yet count) stay reserved."""
+        reserved = JOB_END_SUBREQUESTS + RUN_END_SUBREQUESTS + USAGE_COVER_SUBREQUESTS
+        return self._meter.remaining - reserved
 
-    async def run(self, job_ids: list[str], usage: DailyUsage) -> list[JobRun]:
-        """Work the unfinished jobs among ``job_ids`` in order while budgets last."""
+    async def run(self, job_ids: list[str], ledger: UsageLedger) -> list[JobRun]:
+        """Work the unfinished jobs among ``job_ids`` in order while budgets last.
+
+        ``ledger`` holds today's usage and writes this run's record before the calls it
+        counts; settling it (writing the real spend) is the caller's last step.
+        """
         runs: list[JobRun] = []
         for job_id in job_ids:
             if self._out_of_time():
@@ -207,7 +216,7 @@ class Runner:
                 self._metrics.incr("warm.busy")
                 continue
             try:
-                job_run = await self._work(state, usage)
+                job_run = await self._work(state, ledger)
                 await self._store.save(state)
             except BaseException:
                 # A crash must not leave the lease held until it expires (best effort: the
@@ -221,7 +230,7 @@ class Runner:
                 break
         return runs
 
-    async def _work(self, state: JobState, usage: DailyUsage) -> JobRun:
+    async def _work(self, state: JobState, ledger: UsageLedger) -> JobRun:
         units = await self._store.load_units(state.id)
         if len(units) < state.units:
             raise RuntimeError(f"job {state.id}: plan has {len(units)} of {state.units} units")
@@ -240,10 +249,12 @@ class Runner:
             if self._out_of_time():
                 stop = (StopReason.TIME, "")
                 break
+            usage = ledger.usage
             blocked = blocker(todo, subrequests=self._spendable(), daily_left=usage.left(budgets))
             if blocked is not None:
                 stop = blocked
                 break
+            await self._cover(ledger, units, n, todo)
             attempt = await self._attempt(todo)
             usage.add(attempt.upstream or upstream_estimate(todo))
             step = progress.record(attempt, sent=todo.items)
@@ -276,6 +287,24 @@ class Runner:
                 state.first_run_at = now
         state.last_run = {"at": now, **job_run.as_dict()}
         return job_run
+
+    async def _cover(self, ledger: UsageLedger, units: list[Unit], n: int, todo: Unit) -> None:
+        """Before an attempt: this run's usage record must count it. When it does not, the
+        new record also counts every unit the budgets let this run reach (one write, not
+        one per unit)."""
+        if ledger.covers(upstream_estimate(todo)):
+            return
+        ahead = plan_batch(
+            [*units[:n], todo, *units[n + 1 :]],
+            n,
+            subrequests=self._spendable(),
+            daily_left=ledger.usage.left(self._settings.daily.as_dict()),
+        )
+        estimate: dict[str, int] = {}
+        for unit in [todo, *(units[i] for i in ahead.indices if i != n)]:
+            for provider, calls in upstream_estimate(unit).items():
+                estimate[provider] = estimate.get(provider, 0) + calls
+        await ledger.cover(estimate)
 
     async def _finish(
         self, state: JobState, unit: Unit, progress: UnitProgress, job_run: JobRun
