@@ -263,3 +263,34 @@ async def test_a_failing_promotion_is_reported_not_raised(s: Setup) -> None:
     s.clock.advance(10)
     assert await s.lookup() == ({"title": "Dune"}, "r2")
     assert [(f.tier, f.op) for f in failures] == [("kv", "promote")]
+
+
+# -- the cold tier's expired entries are swept (issue 14, item 9) --------------------------------
+
+
+async def test_sweep_deletes_only_entries_past_their_cold_ttl(s: Setup) -> None:
+    """Entries past the cold TTL go; fresh and stale ones stay; one list + one delete."""
+    await s.lookup("old")
+    s.clock.advance(COLD - HOT)
+    await s.lookup("stale")
+    s.clock.advance(HOT + 1)  # "old" expired, "stale" only stale
+    await s.lookup("fresh")
+    s.r2.ops.clear()
+    report = await s.cache.sweep_expired()
+    assert (report.scanned, report.deleted, report.cursor) == (3, 1, None)
+    assert sorted(s.r2.items) == ["cache/fresh", "cache/stale"]
+    assert s.r2.ops == {"list": 1, "delete": 1}
+
+
+async def test_sweep_pages_with_a_cursor_and_leaves_other_prefixes_alone(s: Setup) -> None:
+    """At most ``max_pages`` pages per call; the cursor resumes; libraries/ is untouched."""
+    for n in range(5):
+        await s.lookup(f"k{n}")
+    await s.r2.put("libraries/x/plan.json", "{}")
+    s.clock.advance(COLD + 1)
+    first = await s.cache.sweep_expired(max_pages=2, page_size=2)
+    assert (first.scanned, first.deleted) == (4, 4)
+    assert first.cursor is not None
+    rest = await s.cache.sweep_expired(cursor=first.cursor, max_pages=2, page_size=2)
+    assert (rest.deleted, rest.cursor) == (1, None)
+    assert list(s.r2.items) == ["libraries/x/plan.json"]

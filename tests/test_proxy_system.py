@@ -678,3 +678,36 @@ async def test_warm_isbns_lists_the_isbns_it_deferred() -> None:
     assert report["notFound"] == isbns[:20]
     assert report["deferred"] == isbns[20:]
     assert [f["isbn"] for f in report["failed"]] == isbns[20:]
+
+
+async def test_sweep_cache_rpc_deletes_expired_cold_entries_and_walks_on() -> None:
+    """sweep_cache(max_pages): expired R2 entries go; the walk resumes from a stored cursor."""
+    system = make_system()
+    bucket = system.r2(WORKER, "API_CACHE_COLD")
+    with mocked():
+        for isbn in (DUNE, MESSIAH, CHILDREN):
+            await get(system, f"/search/auto?q={isbn}")
+    await bucket.put("libraries/x/source.csv", "a,b")  # the warmer's objects share the bucket
+    system.clock.advance(604_800 + 1)
+    report = await system.rpc(WORKER, "sweep_cache", 1)
+    assert report == {"scanned": 3, "deleted": 3, "complete": True}
+    assert [k for k in bucket.items if k.startswith("cache/")] == []
+    assert "libraries/x/source.csv" in bucket.items
+    bad = await system.rpc(WORKER, "sweep_cache", 0)
+    assert bad["error"]["param"] == "maxPages"
+
+
+async def test_sweep_cache_resumes_the_next_night_where_it_stopped() -> None:
+    """One page per call: 1,500 expired entries take two sweeps, the cursor kept in KV."""
+    system = make_system()
+    bucket = system.r2(WORKER, "API_CACHE_COLD")
+    expired = {"stored_at": "0", "fresh_until": "1", "expires_at": "2"}
+    for n in range(1500):
+        await bucket.put(f"cache/v2:isbn:isbn={n:013d}", "{}", customMetadata=expired)
+    first = await system.rpc(WORKER, "sweep_cache", 1)
+    assert first == {"scanned": 1000, "deleted": 1000, "complete": False}
+    assert "sweep:cold-cursor" in system.kv(WORKER, "CACHE").dump()
+    second = await system.rpc(WORKER, "sweep_cache", 1)
+    assert second == {"scanned": 500, "deleted": 500, "complete": True}
+    assert "sweep:cold-cursor" not in system.kv(WORKER, "CACHE").dump()
+    assert not bucket.items

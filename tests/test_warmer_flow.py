@@ -10,6 +10,7 @@ import httpx
 import pytest
 from test_warmer_support import (
     AUTH,
+    CATALOGUE_ISBNS,
     PROXY,
     VERIFY_CRON,
     WARMER,
@@ -29,6 +30,7 @@ from bookmeta import author_warm_key
 from harness import System
 from warmer_app.jobs import JobState
 from warmer_app.planner import Unit, total_estimate, upstream_estimate
+from warmer_app.verify import utc_day
 
 # Small ISBN chunks so the fixture library spans several units and runs (production: 100).
 SMALL_CHUNKS = "10"
@@ -481,3 +483,19 @@ async def test_an_isbn_the_proxy_deferred_never_fails_for_it() -> None:
     assert all(reasons[i].startswith("gave up after 3 attempts: google") for i in isbns[:20])
     assert {reasons[i] for i in isbns[20:]} == {"not found by any provider"}
     assert not any("not asked" in r for r in reasons.values())
+
+
+async def test_the_0200_verification_sweeps_expired_cold_cache_entries() -> None:
+    """The daily cron asks the proxy to delete R2 cache entries past their cold TTL."""
+    system = make_system()
+    bucket = system.r2(PROXY, "API_CACHE_COLD")
+    with mock_upstreams():
+        for isbn in CATALOGUE_ISBNS[:3]:
+            await system.fetch(PROXY, f"/search/auto?q={isbn}")
+        assert len([k for k in bucket.items if k.startswith("cache/")]) == 3
+        system.clock.advance(8 * DAY_S)
+        await fire_verification_at_0200(system)
+    assert [k for k in bucket.items if k.startswith("cache/")] == []
+    day = json.loads(bucket.text(f"reports/{utc_day(system.clock())}.json") or "{}")
+    assert day["sweep"] == {"scanned": 3, "deleted": 3, "complete": True}
+    assert day["subrequests"] <= 45

@@ -5,7 +5,14 @@ module that touches the Workers runtime is `bookmeta.runtime` (imported by entry
 """
 
 from ._breaker import BreakerEvent, BreakerRegistry, BreakerState, CircuitBreaker
-from ._cache import CacheEntry, CacheWriteFailure, KeyStatus, Lookup, TwoTierCache
+from ._cache import (
+    CacheEntry,
+    CacheWriteFailure,
+    KeyStatus,
+    Lookup,
+    SweepReport,
+    TwoTierCache,
+)
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
@@ -110,6 +117,7 @@ __all__ = [
     "SettingsCache",
     "SingleFlight",
     "Sleep",
+    "SweepReport",
     "TwoTierCache",
     "UpstreamError",
     "UpstreamResponse",

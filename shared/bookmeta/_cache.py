@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,6 +75,16 @@ class CacheWriteFailure:
     tier: Literal["kv", "r2"]
     op: str
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What `TwoTierCache.sweep_expired` did: objects looked at, deleted, where to resume
+    (None once the walk reached the end of the cold tier)."""
+
+    scanned: int
+    deleted: int
+    cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +207,38 @@ class TwoTierCache:
                 if expires > now:
                     return KeyStatus(key, "r2", float(head["fresh_until"]), expires)
         return KeyStatus(key, None, None, None, negative)
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    async def sweep_expired(
+        self, *, cursor: str | None = None, max_pages: int = 1, page_size: int = 1000
+    ) -> SweepReport:
+        """Delete cold entries past their cold TTL (R2 keeps objects until deleted).
+
+        Walks the cold prefix ``page_size`` objects per list (custom metadata included, so no
+        read per object), from ``cursor``, for at most ``max_pages`` pages, deleting each
+        page's expired entries in one operation: at most two subrequests per page. An entry
+        whose metadata does not parse is left alone (a read already ignores it; the next store
+        replaces it).
+        """
+        if self.cold is None:
+            return SweepReport(0, 0, None)
+        now = self.clock()
+        scanned = deleted = 0
+        for _ in range(max_pages):
+            page = await self.cold.list(
+                self.cold_prefix, cursor=cursor, limit=page_size, include_metadata=True
+            )
+            expired = [k for k in page.keys if _expired(page.metadata.get(k), now)]
+            if expired:
+                await self.cold.delete_many(expired)
+            scanned += len(page.keys)
+            deleted += len(expired)
+            cursor = page.cursor
+            if cursor is None:
+                break
+        log.info(json.dumps({"event": "cache.swept", "scanned": scanned, "deleted": deleted}))
+        return SweepReport(scanned, deleted, cursor)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -372,3 +414,11 @@ async def _all(writes: Iterable[Awaitable[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def _expired(meta: Mapping[str, str] | None, now: float) -> bool:
+    """True for cold metadata whose ``expires_at`` has passed."""
+    try:
+        return meta is not None and float(meta["expires_at"]) <= now
+    except (KeyError, TypeError, ValueError):
+        return False

@@ -301,6 +301,8 @@ class FakeR2:
 
     async def delete(self, keys: str | list[str]) -> None:
         self._count("delete")
+        if not isinstance(keys, str) and len(keys) > 1000:
+            raise R2Error("R2 delete takes at most 1000 keys")
         for key in [keys] if isinstance(keys, str) else list(keys):
             self._check_key(key)
             self.items.pop(key, None)
@@ -317,9 +319,12 @@ class FakeR2:
         if not 1 <= limit <= 1000:
             raise R2Error("R2 list limit must be between 1 and 1000")
         names = sorted(k for k in self.items if k.startswith(prefix or ""))
-        start = int(cursor) if cursor else 0
-        page = names[start : start + limit]
-        truncated = start + limit < len(names)
+        # Like R2's, the cursor resumes after the last key listed: deleting keys already
+        # listed (a sweep) does not make the next page skip any.
+        after = base64.b64decode(cursor).decode() if cursor else None
+        names = [k for k in names if after is None or k > after]
+        page = names[:limit]
+        truncated = limit < len(names)
         objects = []
         for name in page:
             item = self.items[name]
@@ -333,7 +338,7 @@ class FakeR2:
             objects.append(obj)
         out = JsDict(objects=objects, truncated=truncated, delimitedPrefixes=[])
         if truncated:
-            out["cursor"] = str(start + limit)
+            out["cursor"] = base64.b64encode(page[-1].encode()).decode()
         return out
 
     def text(self, key: str) -> str | None:

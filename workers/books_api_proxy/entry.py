@@ -39,6 +39,9 @@ class Default(WorkerEntrypoint):
     async def cache_status(self, keys):
         return await self._app().cache_status(keys)
 
+    async def sweep_cache(self, max_pages):
+        return await self._app().sweep_cache(max_pages)
+
     async def health(self):
         return await self._app().health()
 

@@ -36,8 +36,9 @@ from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
 from .search import AllProvidersFailed, Searcher, SearchResult
+from .sweep import sweep_cache
 from .upstreams import ClientFactory, Upstreams
-from .validation import SearchParams, isbn, key_list, search_params, search_query
+from .validation import SearchParams, isbn, key_list, search_params, search_query, sweep_pages
 from .volumes import envelope
 from .warm import warm_isbns
 
@@ -316,6 +317,15 @@ class App:
             }
 
         return await self._rpc(op, "cache_status")
+
+    async def sweep_cache(self, max_pages: Any) -> JsonBody:
+        """RPC: delete cold entries past their TTL, ``max_pages`` list pages from where the
+        last sweep stopped (see ``sweep.sweep_cache``)."""
+
+        async def op() -> JsonBody:
+            return await sweep_cache(self.cache, sweep_pages(max_pages))
+
+        return await self._rpc(op, "sweep_cache")
 
     async def health(self) -> JsonBody:
         """Configuration and breaker states (no secrets: only whether the key is set).

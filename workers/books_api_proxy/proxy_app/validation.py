@@ -32,6 +32,7 @@ MAX_LIST_ITEMS = 1000
 MAX_WARM_ISBNS = WARM_ISBNS_MAX
 MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
+MAX_SWEEP_PAGES = 10  # 2 R2 operations per page; an invocation may make 1,000
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
 _INDEX_RE = re.compile(r"[0-9]{1,4}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
@@ -207,6 +208,13 @@ def isbn_list(value: Any) -> tuple[list[str], list[str]]:
         if isbn13 not in valid:
             valid.append(isbn13)
     return valid, invalid
+
+
+def sweep_pages(value: Any) -> int:
+    """``sweep_cache`` input: how many list pages (of 1,000 objects) to sweep, 1-10."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SWEEP_PAGES:
+        raise InvalidInput("maxPages", f"must be an integer from 1 to {MAX_SWEEP_PAGES}")
+    return value
 
 
 def key_list(value: Any) -> list[str]:

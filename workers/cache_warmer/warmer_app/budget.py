@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -128,11 +128,22 @@ class MeteredBlobs:
         self._meter.spend("r2.delete")
         await self._inner.delete(key)
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        self._meter.spend("r2.delete")
+        await self._inner.delete_many(keys)
+
     async def list(
-        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+        self,
+        prefix: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        include_metadata: bool = False,
     ) -> BlobListing:
         self._meter.spend("r2.list")
-        return await self._inner.list(prefix, cursor=cursor, limit=limit)
+        return await self._inner.list(
+            prefix, cursor=cursor, limit=limit, include_metadata=include_metadata
+        )
 
 
 class MeteredService:
