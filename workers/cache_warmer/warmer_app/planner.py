@@ -163,7 +163,7 @@ def blocker(
 ) -> tuple[StopReason, str] | None:
     """Why ``unit`` (its items still to do) cannot run now, or None when both budgets cover it."""
     if unit.subrequests > subrequests:
-        return StopReason.SUBREQUESTS, f"{subrequests} subrequests left"
+        return StopReason.SUBREQUESTS, f"{max(0, subrequests)} subrequests left"
     short = [p for p, c in upstream_estimate(unit).items() if c > daily_left.get(p, 0)]
     if short:
         return StopReason.DAILY_BUDGET, ", ".join(sorted(short))

@@ -189,11 +189,11 @@ class Runner:
     def _out_of_time(self) -> bool:
         return self._clocks.monotonic() - self._started >= self._settings.max_seconds
 
-    def _spendable(self) -> int:
-        """Subrequests units may still use: the job's and the run's ends and one usage
-        record put (before calls a record does not yet count) stay reserved."""
-        reserved = JOB_END_SUBREQUESTS + RUN_END_SUBREQUESTS + USAGE_COVER_SUBREQUESTS
-        return self._meter.remaining - reserved
+    def _spendable(self, *, cover: bool = False) -> int:
+        """Subrequests units may still use: the job's and the run's ends stay reserved, and
+        with ``cover`` one usage record put (due before calls no record counts yet)."""
+        reserved = JOB_END_SUBREQUESTS + RUN_END_SUBREQUESTS
+        return self._meter.remaining - reserved - (USAGE_COVER_SUBREQUESTS if cover else 0)
 
     async def run(self, job_ids: list[str], ledger: UsageLedger) -> list[JobRun]:
         """Work the unfinished jobs among ``job_ids`` in order while budgets last.
@@ -250,7 +250,10 @@ class Runner:
                 stop = (StopReason.TIME, "")
                 break
             usage = ledger.usage
-            blocked = blocker(todo, subrequests=self._spendable(), daily_left=usage.left(budgets))
+            cover = not ledger.covers(upstream_estimate(todo))
+            blocked = blocker(
+                todo, subrequests=self._spendable(cover=cover), daily_left=usage.left(budgets)
+            )
             if blocked is not None:
                 stop = blocked
                 break
@@ -297,7 +300,7 @@ class Runner:
         ahead = plan_batch(
             [*units[:n], todo, *units[n + 1 :]],
             n,
-            subrequests=self._spendable(),
+            subrequests=self._spendable(cover=True),
             daily_left=ledger.usage.left(self._settings.daily.as_dict()),
         )
         estimate: dict[str, int] = {}
