@@ -175,6 +175,26 @@ async def test_bulk_lookup_reports_found_missing_and_invalid() -> None:
     assert sent.headers["authorization"] == KEY
 
 
+async def test_an_exact_isbn_match_beats_an_alias_listed_earlier() -> None:
+    """Y listing X in other_isbns, answered before X itself, never replaces X's own record."""
+    system = make_system()
+    messiah = book_json(MESSIAH13, "Dune Messiah", other_isbns=[{"isbn": DUNE13}])
+    dune = book_json(DUNE13, "Dune")
+    with mock_isbndb() as isbndb:
+        isbndb.post("/books").respond(
+            200, json={"total": 2, "requested": 2, "data": [messiah, dune]}
+        )
+        status, body, _ = await get(
+            system, "/books", method="POST", body=json.dumps({"isbns": [DUNE13, MESSIAH13]})
+        )
+        assert status == 200
+        assert body["matches"] == {DUNE13: DUNE13, MESSIAH13: MESSIAH13}
+        assert sorted(b["title"] for b in body["books"]) == ["Dune", "Dune Messiah"]
+        status, one, _ = await get(system, f"/book/{DUNE13}")  # the isolate's cache agrees
+    assert (status, one["book"]["title"]) == (200, "Dune")
+    assert len(upstream_calls(isbndb)) == 1
+
+
 async def test_250_isbns_take_three_chunked_calls() -> None:
     """At ISBNDB_BULK_LIMIT=100, 250 ISBNs go up as 100 + 100 + 50."""
     system = make_system()

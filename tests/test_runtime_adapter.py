@@ -149,3 +149,22 @@ def test_env_gives_durable_object_namespaces_by_binding_name() -> None:
     """durable_object(name) wraps the binding; an absent binding is None."""
     env = RuntimeEnv(FakeEnv({}), FakeContext())
     assert env.durable_object("GUARD") is None
+
+
+async def test_r2_lists_custom_metadata_on_request_and_deletes_many_in_one_call() -> None:
+    """list(include_metadata=True) carries each object's custom metadata; delete_many is one
+    R2 delete of a key array (at most 1,000 keys)."""
+    raw = FakeR2()
+    r2 = R2Binding(raw)
+    for n in range(3):
+        await r2.put(f"cache/{n}", "{}", custom_metadata={"expires_at": str(n)})
+    plain = await r2.list("cache/")
+    assert (plain.keys, plain.metadata) == (["cache/0", "cache/1", "cache/2"], {})
+    page = await r2.list("cache/", limit=2, include_metadata=True)
+    assert page.metadata == {"cache/0": {"expires_at": "0"}, "cache/1": {"expires_at": "1"}}
+    assert page.cursor is not None
+    raw.ops.clear()
+    await r2.delete_many(["cache/0", "cache/1"])
+    await r2.delete_many([])
+    assert raw.ops == {"delete": 1}
+    assert list(raw.items) == ["cache/2"]

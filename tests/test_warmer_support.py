@@ -78,6 +78,50 @@ def warmer_kv(system: System) -> Any:
     return system.kv(WARMER, "WARMING_CACHE")
 
 
+class IsolateDied(BaseException):
+    """Stands for the isolate being killed: nothing after it runs, not even except blocks."""
+
+
+class DyingBinding:
+    """A service binding that kills the run on its ``after``-th call."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self._inner = inner
+        self.after = after
+        self.calls = 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls == self.after:
+            raise IsolateDied(f"killed at call {self.calls}")
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self._count()
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            self._count()
+            return await method(*args)
+
+        return call
+
+
+def unknown_isbns(count: int) -> list[str]:
+    """``count`` valid ISBN-13s (979-8 prefix) that no fixture provider knows."""
+    out: list[str] = []
+    n = 0
+    while len(out) < count:
+        body = f"9798{n:08d}"
+        check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
+        if body + str(check) not in CATALOGUE_ISBNS:
+            out.append(body + str(check))
+        n += 1
+    return out
+
+
 def multipart(filename: str, content: bytes, *, boundary: str = "XyZzY") -> tuple[bytes, str]:
     """A multipart/form-data body with one file field, and its Content-Type."""
     head = (

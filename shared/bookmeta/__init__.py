@@ -5,7 +5,14 @@ module that touches the Workers runtime is `bookmeta.runtime` (imported by entry
 """
 
 from ._breaker import BreakerEvent, BreakerRegistry, BreakerState, CircuitBreaker
-from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
+from ._cache import (
+    CacheEntry,
+    CacheWriteFailure,
+    KeyStatus,
+    Lookup,
+    SweepReport,
+    TwoTierCache,
+)
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
@@ -107,6 +114,7 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CacheEntry",
+    "CacheWriteFailure",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",
@@ -143,6 +151,7 @@ __all__ = [
     "Sleep",
     "SqlStore",
     "SqlValue",
+    "SweepReport",
     "TwoTierCache",
     "UpstreamError",
     "UpstreamResponse",

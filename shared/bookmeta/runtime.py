@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from workers import Response as RuntimeResponse
@@ -43,6 +43,15 @@ def to_python(value: Any) -> Any:
     if isinstance(value, memoryview):
         return value.tobytes()
     return value
+
+
+def _js_array(values: Sequence[str]) -> Any:
+    """A JS array of ``values`` (a list crosses into JS as a proxy otherwise)."""
+    try:
+        from pyodide.ffi import to_js
+    except ImportError:  # CPython (the tests): the fakes take Python lists
+        return list(values)
+    return to_js(list(values))
 
 
 def _headers(raw: Any) -> dict[str, str]:
@@ -184,16 +193,32 @@ class R2Binding:
     async def delete(self, key: str) -> None:
         await self._raw.delete(key)
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._raw.delete(_js_array(keys))
+
     async def list(
-        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+        self,
+        prefix: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        include_metadata: bool = False,
     ) -> BlobListing:
         options: dict[str, Any] = {"prefix": prefix, "limit": limit}
         if cursor:
             options["cursor"] = cursor
+        if include_metadata:
+            options["include"] = _js_array(["customMetadata"])
         page = await self._raw.list(**options)
-        keys = [str(_field(o, "key")) for o in _field(page, "objects", []) or []]
+        objects = list(_field(page, "objects", []) or [])
+        keys = [str(_field(o, "key")) for o in objects]
+        metadata: dict[str, Mapping[str, str]] = {}
+        if include_metadata:
+            for key, obj in zip(keys, objects, strict=True):
+                metadata[key] = to_python(_field(obj, "customMetadata")) or {}
         truncated = bool(_field(page, "truncated", False))
-        return BlobListing(keys, _field(page, "cursor") if truncated else None)
+        return BlobListing(keys, _field(page, "cursor") if truncated else None, metadata)
 
 
 class ServiceBinding:

@@ -14,6 +14,7 @@ Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other i
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,8 +50,8 @@ from .budget import (
     MeteredBlobs,
     MeteredKV,
     MeteredService,
+    UsageLedger,
     load_usage,
-    save_usage,
 )
 from .config import VERSION, WORKER, Settings
 from .dashboard import render_dashboard
@@ -531,8 +532,16 @@ class App:
             metrics=self._isolate.metrics,
             log=log,
         )
-        runs = await runner.run(ids, usage)
-        await save_usage(wiring.kv, usage, self._clocks)
+        ledger = UsageLedger(wiring.kv, usage, self._clocks)
+        try:
+            runs = await runner.run(ids, ledger)
+        except Exception:
+            # The ledger's record already counts every call made (at worst over); write the
+            # real spend if the budget still allows it, then let the error be seen.
+            with contextlib.suppress(Exception):
+                await ledger.settle()
+            raise
+        await ledger.settle()
         report = {
             "jobs": [r.as_dict() for r in runs],
             "subrequests": {

@@ -123,7 +123,7 @@ class JobState:
     done: int = 0
     failed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-    attempts: int = 0
+    attempts: int = 0  # attempts of the unit at the cursor so far
     runs: int = 0
     first_run_at: float | None = None
     last_run: dict[str, Any] | None = None
@@ -134,6 +134,8 @@ class JobState:
     # Items per unit kind ("isbns", "author"): total, done, failed. Empty for jobs imported
     # before it existed (their pages then show one bar for all items).
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    # attempts.UnitProgress of the unit at the cursor while it is unfinished between runs
+    unit_progress: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -152,6 +154,7 @@ class JobState:
             counts["failed"] += len(result.failed)
         self.cursor += 1
         self.attempts = 0
+        self.unit_progress = None
 
     def grow(self, added: Sequence[Unit]) -> None:
         """Account units appended to the plan (after the existing ``units``)."""

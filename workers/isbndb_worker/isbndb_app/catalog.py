@@ -23,6 +23,19 @@ from .shared_cache import SharedCache
 MAX_AUTHOR_RESULTS = MAX_PAGE  # ISBNdb stops paging at 10,000 results
 
 
+def match_index(found: list[tuple[Book, frozenset[str]]]) -> dict[str, Book]:
+    """ISBN-13 -> the book answering it: a book's own ISBN-13 first, then the ISBNs it lists.
+
+    An alias never replaces a book's own record, whatever order ISBNdb answers in: for Y
+    (listing X in ``other_isbns``) before X, X maps to X. Among aliases the first book wins.
+    """
+    index = {book.isbn13: book for book, _ in reversed(found)}
+    for book, aliases in found:
+        for alias in aliases:
+            index.setdefault(alias, book)
+    return index
+
+
 def author_path(name: str) -> str:
     """The upstream path for ``name``: one fully encoded segment (``/``, ``?``, ``#`` too)."""
     return "/author/" + quote(name, safe="")
@@ -107,7 +120,8 @@ class Catalog:
         ISBNs neither in the LRU, nor known missing, nor in KV go to ISBNdb's bulk endpoint
         in chunks of ``bulk_limit``; a returned book matches every ISBN it lists (isbn13,
         isbn, other_isbns), so a requested ISBN may be answered by a book with another
-        ISBN-13. One failing chunk fails the call; earlier chunks stay cached.
+        ISBN-13, but only when no returned book has that ISBN-13 itself.
+        One failing chunk fails the call; earlier chunks stay cached.
         """
         found: dict[str, Book] = {}
         missing: set[str] = set()
@@ -136,11 +150,9 @@ class Catalog:
         for start in range(0, len(to_fetch), limit):
             chunk = to_fetch[start : start + limit]
             response = await self._client.post("/books", {"isbns": chunk})
-            index: dict[str, Book] = {}
-            if response.status != 404:
-                for book, aliases in parse_bulk_response(response.data):
-                    for alias in aliases:
-                        index.setdefault(alias, book)
+            index = (
+                {} if response.status == 404 else match_index(parse_bulk_response(response.data))
+            )
             for isbn13 in chunk:
                 match = index.get(isbn13)
                 if match is not None:

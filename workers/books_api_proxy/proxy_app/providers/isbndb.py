@@ -220,7 +220,8 @@ async def fetch_bulk(
 
     Each requested ISBN is matched through the worker's ``matches`` (requested ISBN-13 ->
     the ``isbn13`` of the book answering it, an alias when ISBNdb found it in
-    ``other_isbns``); without ``matches`` (an older worker) only by the book's own ISBN-13.
+    ``other_isbns``); a book with the requested ISBN-13 itself always wins over an alias.
+    Without ``matches`` (an older worker) only by the book's own ISBN-13.
     """
     body = json.dumps({"isbns": list(isbns)}).encode("utf-8")
     headers = _headers(purpose, **{"content-type": "application/json"})
@@ -231,7 +232,8 @@ async def fetch_bulk(
     matches: Mapping[Any, Any] = raw_matches if isinstance(raw_matches, Mapping) else {}
     found: dict[str, Edition] = {}
     for isbn13 in isbns:
-        target = matches.get(isbn13, isbn13)
+        # A book's own record first: an alias only where nothing has the exact ISBN-13.
+        target = isbn13 if isbn13 in by_isbn13 else matches.get(isbn13)
         edition = by_isbn13.get(target) if isinstance(target, str) else None
         if edition is not None:
             found[isbn13] = edition
