@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, hardening, imports, latency
+from bench import cost, hardening, imports, keyguard, latency
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -53,6 +53,22 @@ def _print_single_flight(sf: dict[str, Any]) -> None:
           f"{sf['upstream_calls']} (total {sf['upstream_calls_total']})")  # fmt: skip
 
 
+def _print_key_guard(kg: dict[str, Any]) -> None:
+    print(f"\n== The key's rate across isolates: {kg['isolates']} isolates x "
+          f"{kg['clients_per_isolate']} clients (public + warm), {kg['requests_offered']} "
+          f"look-ups, quota {kg['daily_quota']}/day "
+          f"({kg['warm_reserve']} kept for warming) ==")  # fmt: skip
+    print(_row("plan", "rate/s", "ours max/1s", "today max/1s", "(plan ivl)", "ours calls",
+               "today calls", "public", "warm", "met"))  # fmt: skip
+    for plan, f in kg["plans"].items():
+        ours, today, best = f["ours"], f["today_as_configured"], f["today_at_plan_interval"]
+        print(_row(plan, f["rate_per_s"], ours["max_calls_in_1s"], today["max_calls_in_1s"],
+                   best["max_calls_in_1s"], ours["calls"], today["calls"], ours["public_calls"],
+                   ours["warm_calls"], f["rate_met"] and f["quota_met"]))  # fmt: skip
+    print("   today = per-isolate RateLimiter (RATE_LIMIT_MS 100 as configured; 'plan ivl' at the")
+    print("   plan's interval) and no count of the day across isolates: every look-up is a call")
+
+
 def _print_imports(imp: dict[str, Any]) -> None:
     print("\n== Import cost of entry modules (cold, python -X importtime, median of 7) ==")
     print(_row("module", "ms", "modules", "x httpx"))
@@ -87,6 +103,8 @@ def main() -> int:
     _print_single_flight(results["single_flight"])
     results["hardening"] = hardening.measure()
     _print_hardening(results["hardening"])
+    results["key_guard"] = asyncio.run(_measure_quietly(keyguard.measure()))
+    _print_key_guard(results["key_guard"])
     results["imports"] = imports.measure()
     _print_imports(results["imports"])
     results["seconds"] = round(time.perf_counter() - started, 1)

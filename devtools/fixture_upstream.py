@@ -549,9 +549,10 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 limit = int(query.get("limit", "100"))
                 page = max(1, int(query.get("page", "1")))
+                offset = int(query["offset"]) if "offset" in query else None
             except ValueError:
-                limit, page = 100, 1
-            start = (page - 1) * limit
+                limit, page, offset = 100, 1, None
+            start = max(0, offset) if offset is not None else (page - 1) * limit
             docs = [openlibrary_doc(b) for b in books[start : start + limit]]
             self._send(200, {"start": start, "num_found": len(books), "docs": docs})
         else:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Deploy the three workers to one environment: `make deploy ENV=staging|production`.
-#   1. dry-run every config (and refuse placeholder KV ids),  2. check the secrets exist,
+#   1. dry-run every config (and refuse placeholder KV ids, naming the command that creates each;
+#      Durable Object classes need nothing beforehand: their [[migrations]] create them),
+#   2. check the secrets exist,
 #   3. vendor python_modules/ with `pywrangler sync` in wrangler.toml.d/,
 #   4. deploy leaf first: isbndb -> proxy -> warmer (a binding's target must exist first).
 # Needs `wrangler login` (or CLOUDFLARE_API_TOKEN). SKIP_SECRET_CHECK=1 skips step 2.
@@ -38,7 +40,11 @@ for name in ("isbndb_worker", "books_api_proxy", "cache_warmer"):
     table = tomllib.loads(pathlib.Path(f"wrangler.toml.d/{name}.toml").read_text())["env"][env]
     for kv in table.get("kv_namespaces", []):
         if "REPLACE" in kv["id"]:
-            bad.append(f"{name}: [env.{env}] kv_namespaces {kv['binding']} id is a placeholder")
+            bad.append(
+                f"{name}: [env.{env}] kv_namespaces {kv['binding']} id is a placeholder; create "
+                f"it with `scripts/wrangler.sh kv namespace create {kv['binding']}-{env}` and "
+                f"paste the id into wrangler.toml.d/{name}.toml"
+            )
     for s in table.get("secrets_store_secrets", []):
         print(s["store_id"], s["secret_name"])
 if bad:

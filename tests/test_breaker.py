@@ -16,7 +16,14 @@ from bookmeta._breaker import (
     default_is_failure,
 )
 from bookmeta._clock import FakeClock
-from bookmeta._errors import CircuitOpen, InvalidInput, RateLimited, UpstreamError
+from bookmeta._errors import (
+    CircuitOpen,
+    GuardRefused,
+    InvalidInput,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamError,
+)
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -229,6 +236,31 @@ async def test_cancelled_probe_frees_the_probe_slot() -> None:
     assert breaker.state is CLOSED
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        GuardRefused("isbndb", "rate", "no slot", retry_after_s=2.0),
+        QuotaExhausted("isbndb", retry_after_s=3600.0),
+    ],
+    ids=["rate", "quota"],
+)
+async def test_guard_refusal_records_no_outcome(refusal: GuardRefused) -> None:
+    """A call our own guard refused proves nothing: no failure, no success, probe slot freed."""
+    clock = FakeClock()
+    breaker = make(clock)
+    await fail_n(breaker, 2)
+    with pytest.raises(GuardRefused):
+        await breaker.call(raising(refusal))
+    assert breaker.failures == 2  # the streak neither grew nor ended
+    await fail_n(breaker, 1)
+    clock.advance(30)
+    with pytest.raises(GuardRefused):
+        await breaker.call(raising(refusal))
+    assert breaker.state is HALF_OPEN  # the probe was not spent on a call that never ran
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+
+
 async def test_404_probe_closes_the_breaker() -> None:
     """A half-open probe answered with a 404 proves the upstream is up and closes it."""
     clock = FakeClock()
@@ -291,6 +323,80 @@ def test_late_outcomes_while_open_are_ignored() -> None:
     assert breaker.state is OPEN
     assert breaker.trips == 1
     assert breaker.retry_after_s == 20.0
+
+
+class Gated:
+    """A call held until ``release``, then failing or succeeding."""
+
+    def __init__(self, exc: BaseException | None = None) -> None:
+        self.gate = asyncio.Event()
+        self.exc = exc
+
+    async def __call__(self) -> str:
+        await self.gate.wait()
+        if self.exc is not None:
+            raise self.exc
+        return "ok"
+
+
+async def test_a_stale_failure_does_not_cancel_a_healthy_probe() -> None:
+    """A call admitted while CLOSED failing during the probe neither reopens nor counts."""
+    clock = FakeClock()
+    breaker = make(clock)
+    straggler = Gated(UpstreamError("isbndb", 503, "down"))
+    late = asyncio.ensure_future(breaker.call(straggler))
+    await asyncio.sleep(0)
+    await fail_n(breaker, 3)
+    clock.advance(30)
+    probe = Gated()
+    probing = asyncio.ensure_future(breaker.call(probe))
+    await asyncio.sleep(0)
+    straggler.gate.set()
+    with pytest.raises(UpstreamError):
+        await late
+    assert (breaker.state, breaker.trips) == (HALF_OPEN, 1)
+    probe.gate.set()
+    assert await probing == "ok"
+    assert (breaker.state, breaker.trips, breaker.failures) == (CLOSED, 1, 0)
+
+
+async def test_a_stale_success_does_not_close_a_half_open_breaker() -> None:
+    """Only the probe's outcome decides HALF_OPEN: an older call's success is ignored."""
+    clock = FakeClock()
+    breaker = make(clock)
+    straggler = Gated()
+    late = asyncio.ensure_future(breaker.call(straggler))
+    await asyncio.sleep(0)
+    await fail_n(breaker, 3)
+    clock.advance(30)
+    probe = Gated(UpstreamError("isbndb", 503, "still down"))
+    probing = asyncio.ensure_future(breaker.call(probe))
+    await asyncio.sleep(0)
+    straggler.gate.set()
+    assert await late == "ok"
+    assert breaker.state is HALF_OPEN
+    probe.gate.set()
+    with pytest.raises(UpstreamError):
+        await probing
+    assert (breaker.state, breaker.trips) == (OPEN, 2)
+
+
+async def test_failures_from_before_a_recovery_do_not_count_after_it() -> None:
+    """Calls admitted before the breaker opened and closed again do not feed the new streak."""
+    clock = FakeClock()
+    breaker = make(clock)
+    stragglers = [Gated(UpstreamError("isbndb", 503, "down")) for _ in range(3)]
+    late = [asyncio.ensure_future(breaker.call(g)) for g in stragglers]
+    await asyncio.sleep(0)
+    await fail_n(breaker, 3)
+    clock.advance(30)
+    await breaker.call(ok)  # the probe closes it
+    for gated in stragglers:
+        gated.gate.set()
+    for task in late:
+        with pytest.raises(UpstreamError):
+            await task
+    assert (breaker.state, breaker.failures, breaker.trips) == (CLOSED, 0, 1)
 
 
 def test_snapshot_is_json_able() -> None:

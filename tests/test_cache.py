@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from bookmeta._cache import TwoTierCache
+from bookmeta._cache import CacheWriteFailure, TwoTierCache
 from bookmeta._clock import FakeClock
+from bookmeta._singleflight import SingleFlight
 from bookmeta.runtime import KVBinding, R2Binding
 from harness import FakeKV, FakeR2
 
@@ -49,8 +50,11 @@ class Setup:
         while self.background:
             await self.background.pop(0)
 
-    async def lookup(self, key: str = "k") -> tuple[Any, str]:
+    async def lookup(self, key: str = "k", *, drain: bool = True) -> tuple[Any, str]:
+        """One read-through; ``drain`` then runs its background work, as ``waitUntil`` would."""
         got = await self.cache.get_or_load(key, self.load, schedule=self.schedule)
+        if drain:
+            await self.run_background()
         return got.value, got.source
 
 
@@ -83,7 +87,7 @@ async def test_stale_is_served_and_refreshed(s: Setup) -> None:
     await s.lookup()
     s.clock.advance(HOT + 1)
     s.value = {"title": "Dune (new)"}
-    assert await s.lookup() == ({"title": "Dune"}, "stale")
+    assert await s.lookup(drain=False) == ({"title": "Dune"}, "stale")
     assert s.calls == 1
     await s.run_background()
     assert s.calls == 2
@@ -118,6 +122,7 @@ async def test_not_found_is_cached_briefly(s: Setup) -> None:
     s.value = None
     got = await s.cache.get_or_load("k", s.load, schedule=s.schedule)
     assert (got.value, got.source, got.negative) == (None, "miss", True)
+    await s.run_background()
     got = await s.cache.get_or_load("k", s.load, schedule=s.schedule)
     assert (got.source, got.negative) == ("kv", True)
     assert s.calls == 1
@@ -145,6 +150,8 @@ async def test_concurrent_misses_share_one_load(s: Setup) -> None:
     results = await asyncio.gather(*tasks)
     assert s.calls == 1
     assert {r.source for r in results} == {"miss"}
+    assert len(s.background) == 1  # one store for the one load
+    await s.run_background()
 
 
 async def test_status_reports_tier_and_expiry(s: Setup) -> None:
@@ -180,3 +187,110 @@ def test_ttls_below_kv_minimum_are_refused() -> None:
     """KV cannot hold anything for less than 60 s; the cache refuses such settings."""
     with pytest.raises(ValueError, match="60"):
         TwoTierCache(None, None, hot_ttl_s=30)
+
+
+# -- writes are best effort (issue 14, item 1) ---------------------------------------------------
+
+
+async def test_a_failing_kv_write_still_answers_and_is_reported(s: Setup) -> None:
+    """A KV put that throws never fails the lookup: logged, reported, the R2 copy still made."""
+    failures: list[CacheWriteFailure] = []
+    s.cache.on_write_failure = failures.append
+    s.kv.failing.add("put")
+    assert await s.lookup() == ({"title": "Dune"}, "miss")
+    assert [(f.key, f.tier, f.op) for f in failures] == [("k", "kv", "store")]
+    assert "503" in failures[0].error
+    assert "cache/k" in s.r2.items
+
+
+async def test_the_answer_does_not_wait_for_the_store(s: Setup) -> None:
+    """A loaded value is returned before it is stored: the store is background work."""
+    assert await s.lookup(drain=False) == ({"title": "Dune"}, "miss")
+    assert s.kv.dump() == {}
+    assert s.r2.items == {}
+    await s.run_background()
+    assert await s.lookup() == ({"title": "Dune"}, "kv")
+
+
+async def test_joiners_do_not_repeat_the_load_when_the_store_fails() -> None:
+    """Another isolate wrote the key this second (KV 429): 5 callers share 1 load, all answered."""
+    s = Setup()
+    s.cache = TwoTierCache(
+        KVBinding(s.kv),
+        R2Binding(s.r2),
+        clock=s.clock,
+        single_flight=SingleFlight(retry_alone=True),  # as the proxy: joiners retry teardown
+    )
+    s.kv.last_write["k"] = s.clock()  # the racing isolate's write
+    gate = asyncio.Event()
+
+    async def slow() -> Any:
+        s.calls += 1
+        await gate.wait()
+        return {"n": 1}
+
+    tasks = [
+        asyncio.ensure_future(s.cache.get_or_load("k", slow, schedule=s.schedule)) for _ in range(5)
+    ]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert s.calls == 1
+    assert [r.value for r in results] == [{"n": 1}] * 5
+    await s.run_background()  # the one scheduled store: its KV half fails, quietly
+    assert "cache/k" in s.r2.items
+
+
+async def test_promotion_never_overwrites_a_fresher_kv_entry(s: Setup) -> None:
+    """An R2 hit promoted to KV after another request stored a newer value leaves KV alone."""
+    await s.lookup()
+    s.kv.items.clear()
+    s.clock.advance(10)
+    assert await s.lookup(drain=False) == ({"title": "Dune"}, "r2")  # promotion scheduled
+    await s.cache.set("k", {"title": "Dune (newer)"})  # another request stored a fresh load
+    s.clock.advance(2)
+    await s.run_background()
+    assert await s.lookup() == ({"title": "Dune (newer)"}, "kv")
+
+
+async def test_a_failing_promotion_is_reported_not_raised(s: Setup) -> None:
+    """Promotion is best effort too: a KV put that throws is reported."""
+    failures: list[CacheWriteFailure] = []
+    s.cache.on_write_failure = failures.append
+    await s.lookup()
+    s.kv.items.clear()
+    s.kv.failing.add("put")
+    s.clock.advance(10)
+    assert await s.lookup() == ({"title": "Dune"}, "r2")
+    assert [(f.tier, f.op) for f in failures] == [("kv", "promote")]
+
+
+# -- the cold tier's expired entries are swept (issue 14, item 9) --------------------------------
+
+
+async def test_sweep_deletes_only_entries_past_their_cold_ttl(s: Setup) -> None:
+    """Entries past the cold TTL go; fresh and stale ones stay; one list + one delete."""
+    await s.lookup("old")
+    s.clock.advance(COLD - HOT)
+    await s.lookup("stale")
+    s.clock.advance(HOT + 1)  # "old" expired, "stale" only stale
+    await s.lookup("fresh")
+    s.r2.ops.clear()
+    report = await s.cache.sweep_expired()
+    assert (report.scanned, report.deleted, report.cursor) == (3, 1, None)
+    assert sorted(s.r2.items) == ["cache/fresh", "cache/stale"]
+    assert s.r2.ops == {"list": 1, "delete": 1}
+
+
+async def test_sweep_pages_with_a_cursor_and_leaves_other_prefixes_alone(s: Setup) -> None:
+    """At most ``max_pages`` pages per call; the cursor resumes; libraries/ is untouched."""
+    for n in range(5):
+        await s.lookup(f"k{n}")
+    await s.r2.put("libraries/x/plan.json", "{}")
+    s.clock.advance(COLD + 1)
+    first = await s.cache.sweep_expired(max_pages=2, page_size=2)
+    assert (first.scanned, first.deleted) == (4, 4)
+    assert first.cursor is not None
+    rest = await s.cache.sweep_expired(cursor=first.cursor, max_pages=2, page_size=2)
+    assert (rest.deleted, rest.cursor) == (1, None)
+    assert list(s.r2.items) == ["libraries/x/plan.json"]

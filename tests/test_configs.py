@@ -49,11 +49,20 @@ SERVICES = {
     "proxy": {"ISBNDB_WORKER": "isbndb"},
     "warmer": {"BOOKS_API_PROXY": "proxy", "ISBNDB_WORKER": "isbndb"},
 }
-KV = {"isbndb": set(), "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"}}
+KV = {"isbndb": {"ISBNDB_CACHE"}, "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"}}
 R2 = {"isbndb": set(), "proxy": {"API_CACHE_COLD"}, "warmer": {"LIBRARY_DATA"}}
 SECRETS_STORE = {"isbndb": {"ISBNDB_API_KEY"}, "proxy": {"GOOGLE_BOOKS_API_KEY"}, "warmer": set()}
+# worker -> Durable Object binding -> class (defined by that worker, SQLite-backed).
+DURABLE_OBJECTS = {"isbndb": {"ISBNDB_GUARD": "IsbndbKeyGuard"}, "proxy": {}, "warmer": {}}
 VARS = {
-    "isbndb": {"RATE_LIMIT_MS", "MAX_BOOKS_PER_AUTHOR", "ISBNDB_BASE_URL", "ISBNDB_BULK_LIMIT"},
+    "isbndb": {
+        "ISBNDB_RATE_PER_S",
+        "ISBNDB_DAILY_QUOTA",
+        "ISBNDB_WARM_RESERVE",
+        "MAX_BOOKS_PER_AUTHOR",
+        "ISBNDB_BASE_URL",
+        "ISBNDB_BULK_LIMIT",
+    },
     "proxy": {
         "CACHE_HOT_TTL",
         "CACHE_COLD_TTL",
@@ -78,7 +87,14 @@ PRODUCTION_KV = {
     "CACHE": "b9cade63b6db48fd80c109a013f38fdb",
     "WARMING_CACHE": "69949ba5a5b44214b7a2e40c1b687c35",
 }
-BINDING_KEYS = ("services", "kv_namespaces", "r2_buckets", "secrets_store_secrets", "vars")
+BINDING_KEYS = (
+    "services",
+    "kv_namespaces",
+    "r2_buckets",
+    "secrets_store_secrets",
+    "durable_objects",
+    "vars",
+)
 
 Config = dict[str, Any]
 
@@ -110,14 +126,24 @@ def test_config_files_present() -> None:
 
 @pytest.mark.parametrize("worker", list(CONFIGS))
 def test_top_level_settings(worker: str) -> None:
-    """main points at the worker's entry.py; date, flags, cpu limit and observability are set."""
+    """main points at the worker's entry.py; date, flags and observability are set."""
     config = load(worker)
     assert config["main"] == f"../workers/{CONFIGS[worker]}/entry.py"
     assert config["compatibility_date"] == COMPAT_DATE
     assert config["compatibility_flags"] == ["python_workers"]
-    assert config["limits"] == {"cpu_ms": 30000}
     assert config["observability"] == {"enabled": True}
     assert set(config["env"]) == set(ENVS)
+
+
+@pytest.mark.parametrize("worker", list(CONFIGS))
+def test_no_cpu_limit_so_a_free_plan_account_can_deploy(worker: str) -> None:
+    """`limits` (cpu_ms) is refused at deploy on the Free plan (error 100328): it is only a
+    commented paid-plan option, in no table of any config."""
+    config = load(worker)
+    for env in ALL_ENVS:
+        assert "limits" not in section(config, env), env
+    text = (CONFIG_DIR / f"{CONFIGS[worker]}.toml").read_text()
+    assert "# limits = { cpu_ms = 30000 }" in text
 
 
 def test_pywrangler_config_matches_workers() -> None:
@@ -160,6 +186,9 @@ def test_binding_matrix(worker: str, env: str | None) -> None:
     assert {k["binding"] for k in table.get("kv_namespaces", [])} == KV[worker]
     assert {r["binding"] for r in table.get("r2_buckets", [])} == R2[worker]
     assert {s["binding"] for s in table.get("secrets_store_secrets", [])} == SECRETS_STORE[worker]
+    objects = table.get("durable_objects", {}).get("bindings", [])
+    assert {b["name"]: b["class_name"] for b in objects} == DURABLE_OBJECTS[worker]
+    assert all("script_name" not in b for b in objects)  # each class lives in its own worker
     assert set(table["vars"]) == VARS[worker]
     assert all(isinstance(v, str) for v in table["vars"].values())
 
@@ -171,6 +200,22 @@ def test_the_isbndb_leaf_is_never_public(env: str | None) -> None:
     assert table.get("workers_dev") is False
     assert table.get("preview_urls") is False
     assert not {"route", "routes"} & set(table)
+
+
+@pytest.mark.parametrize(
+    ("worker", "env"), WORKER_ENV, ids=[f"{w}-{_id(e)}" for w, e in WORKER_ENV]
+)
+def test_every_env_migrates_its_durable_objects_to_sqlite(worker: str, env: str | None) -> None:
+    """Each env repeats the migrations; every bound class is SQLite-backed (Free plan), none
+    KV-backed, and tags are unique and in order."""
+    table = section(load(worker), env)
+    migrations = table.get("migrations", [])
+    sqlite = {c for m in migrations for c in m.get("new_sqlite_classes", [])}
+    assert sqlite == set(DURABLE_OBJECTS[worker].values())
+    assert not any(m.get("new_classes") for m in migrations)
+    tags = [m["tag"] for m in migrations]
+    assert tags == sorted(set(tags))
+    assert section(load(worker), None).get("migrations", []) == migrations
 
 
 def test_no_back_edges() -> None:
@@ -185,7 +230,7 @@ def test_no_back_edges() -> None:
                 assert order.index(target) < order.index(worker), (worker, env, svc)
     isbndb = load("isbndb")
     for env in ALL_ENVS:
-        for key in ("services", "kv_namespaces", "r2_buckets"):
+        for key in ("services", "r2_buckets"):
             assert key not in section(isbndb, env), (env, key)
 
 
@@ -228,6 +273,17 @@ def test_warmer_crons(env: str | None) -> None:
     assert section(load("warmer"), env)["triggers"]["crons"] == ["*/15 * * * *", "0 2 * * *"]
     for worker in ("isbndb", "proxy"):
         assert "triggers" not in section(load(worker), env)
+
+
+def test_kv_ids_differ_between_envs() -> None:
+    """No two envs (nor two workers) share a KV namespace id."""
+    ids = [
+        kv["id"]
+        for worker in CONFIGS
+        for env in ALL_ENVS
+        for kv in section(load(worker), env).get("kv_namespaces", [])
+    ]
+    assert len(ids) == len(set(ids))
 
 
 def test_production_resources() -> None:
@@ -311,3 +367,5 @@ def test_wrangler_dry_run(worker: str, env: str | None, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "entry.py").is_file()
     for binding in SERVICES[worker]:
         assert f"env.{binding} ({NAMES[SERVICES[worker][binding]][env]})" in output
+    for binding, class_name in DURABLE_OBJECTS[worker].items():
+        assert f"env.{binding} ({class_name})" in output

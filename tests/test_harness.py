@@ -182,6 +182,22 @@ async def test_r2_limits_and_readers() -> None:
     assert [o.key for o in listing["objects"]] == ["k"]
 
 
+async def test_injected_faults_make_named_operations_throw() -> None:
+    """`failing` makes the named KV and R2 operations throw the runtime's error; others work."""
+    kv, r2 = FakeKV(clock=FakeClock(0.0)), FakeR2()
+    kv.failing.add("put")
+    r2.failing.add("get")
+    with pytest.raises(KVError, match="503"):
+        await kv.put("k", "v")
+    assert await kv.get("k") is None
+    await r2.put("k", "v")
+    with pytest.raises(R2Error, match="503"):
+        await r2.get("k")
+    kv.failing.clear()
+    await kv.put("k", "v")
+    assert await kv.get("k") == "v"
+
+
 def test_rpc_clone_is_deep() -> None:
     """Nested values are copied, not shared."""
     inner: dict[str, object] = {"x": [1]}

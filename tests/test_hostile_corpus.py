@@ -42,9 +42,10 @@ def case(
     body: str | bytes | None = None,
     content_type: str | None = None,
     auth: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> Any:
     """One row: the request, and the raw hostile substring no upstream request may carry."""
-    headers = {**(AUTH if auth else {})}
+    headers = {**(AUTH if auth else {}), **(extra or {})}
     if content_type is not None:
         headers["content-type"] = content_type
     return pytest.param(worker, method, path, headers, body, raw, id=id)
@@ -60,6 +61,31 @@ CORPUS = [
     case(ISBNDB, "GET", "/author/%ED%A0%80x", "%ED%A0%80", id="isbndb-author-lone-surrogate"),
     case(ISBNDB, "GET", "/author/a%E2%80%A9b", "a\u2029b", id="isbndb-author-para-separator"),
     case(ISBNDB, "GET", "/author/" + "n" * 5000, "n" * 201, id="isbndb-author-huge"),
+    # the purpose header (x-isbndb-purpose): only public|warm
+    case(
+        ISBNDB,
+        "GET",
+        f"/book/{DUNE}",
+        "superuser",
+        id="isbndb-purpose-unknown",
+        extra={"x-isbndb-purpose": "superuser"},
+    ),
+    case(
+        ISBNDB,
+        "GET",
+        f"/book/{DUNE}",
+        "w" * 500,
+        id="isbndb-purpose-huge",
+        extra={"x-isbndb-purpose": "w" * 5000},
+    ),
+    case(
+        ISBNDB,
+        "GET",
+        "/author/Herbert",
+        "warm\u200b",
+        id="isbndb-purpose-zero-width",
+        extra={"x-isbndb-purpose": "warm\u200b"},
+    ),
     case(ISBNDB, "GET", "/author/%2E%2E", "..", id="isbndb-author-dotdot"),
     case(ISBNDB, "GET", "/author/Herbert?page=%00", "\x00", id="isbndb-author-page-nul"),
     case(ISBNDB, "GET", "/author/Herbert?page=" + "9" * 400, "9" * 20, id="isbndb-page-overlong"),
@@ -439,6 +465,8 @@ RPC_CORPUS = [
     pytest.param(ISBNDB, "author", ["Herbert", "1; DROP", 5, None], id="rpc-isbndb-page-text"),
     pytest.param(ISBNDB, "book", [["9780441013593"]], id="rpc-isbndb-book-list"),
     pytest.param(ISBNDB, "books", [{"isbns": [DUNE]}], id="rpc-isbndb-books-dict"),
+    pytest.param(ISBNDB, "book", [DUNE, {"purpose": "warm"}], id="rpc-isbndb-purpose-dict"),
+    pytest.param(ISBNDB, "books", [[DUNE], 1], id="rpc-isbndb-purpose-number"),
     pytest.param(PROXY, "search_auto", ["dune", "5\r\nX-Evil: 1", True, "en"], id="rpc-proxy-crlf"),
     pytest.param(PROXY, "search_isbn", [HUGE], id="rpc-proxy-isbn-huge"),
     pytest.param(PROXY, "warm_isbns", [[DUNE] * 1001], id="rpc-proxy-warm-too-many"),
@@ -455,7 +483,8 @@ RPC_CORPUS = [
     pytest.param(PROXY, "search_author", [], id="rpc-proxy-author-no-args"),
     pytest.param(PROXY, "search_title", [], id="rpc-proxy-title-no-args"),
     pytest.param(PROXY, "search_isbn", [], id="rpc-proxy-isbn-no-args"),
-    pytest.param(PROXY, "search_auto", ["dune", 5, True, "en", 1], id="rpc-proxy-auto-5-args"),
+    pytest.param(PROXY, "search_auto", ["dune", 5, True, "en", 0, 1], id="rpc-proxy-auto-6-args"),
+    pytest.param(PROXY, "search_auto", ["dune", 5, True, "en", -1], id="rpc-proxy-auto-bad-start"),
     pytest.param(PROXY, "warm_isbns", [], id="rpc-proxy-warm-no-args"),
     pytest.param(PROXY, "cache_status", [], id="rpc-proxy-cache-status-no-args"),
     pytest.param(PROXY, "cache_status", [[], []], id="rpc-proxy-cache-status-extra-arg"),

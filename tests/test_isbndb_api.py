@@ -175,6 +175,26 @@ async def test_bulk_lookup_reports_found_missing_and_invalid() -> None:
     assert sent.headers["authorization"] == KEY
 
 
+async def test_an_exact_isbn_match_beats_an_alias_listed_earlier() -> None:
+    """Y listing X in other_isbns, answered before X itself, never replaces X's own record."""
+    system = make_system()
+    messiah = book_json(MESSIAH13, "Dune Messiah", other_isbns=[{"isbn": DUNE13}])
+    dune = book_json(DUNE13, "Dune")
+    with mock_isbndb() as isbndb:
+        isbndb.post("/books").respond(
+            200, json={"total": 2, "requested": 2, "data": [messiah, dune]}
+        )
+        status, body, _ = await get(
+            system, "/books", method="POST", body=json.dumps({"isbns": [DUNE13, MESSIAH13]})
+        )
+        assert status == 200
+        assert body["matches"] == {DUNE13: DUNE13, MESSIAH13: MESSIAH13}
+        assert sorted(b["title"] for b in body["books"]) == ["Dune", "Dune Messiah"]
+        status, one, _ = await get(system, f"/book/{DUNE13}")  # the isolate's cache agrees
+    assert (status, one["book"]["title"]) == (200, "Dune")
+    assert len(upstream_calls(isbndb)) == 1
+
+
 async def test_250_isbns_take_three_chunked_calls() -> None:
     """At ISBNDB_BULK_LIMIT=100, 250 ISBNs go up as 100 + 100 + 50."""
     system = make_system()
@@ -259,7 +279,7 @@ async def test_bulk_over_1000_names_the_limit() -> None:
 
 
 async def test_health_reports_configuration_without_the_key() -> None:
-    """Health says whether a key is configured (never its value), breaker and rate limit."""
+    """Health says whether a key is configured (never its value), breaker and today's quota."""
     system = make_system()
     status, body, _ = await get(system, "/health")
     assert status == 200
@@ -267,10 +287,12 @@ async def test_health_reports_configuration_without_the_key() -> None:
     assert body["version"]
     assert body["apiKeyConfigured"] is True
     assert body["breaker"]["state"] == "closed"
-    assert body["rateLimit"]["minIntervalMs"] == 100
+    assert body["quota"]["ratePerSecond"] == 1
+    assert (body["quota"]["used"], body["quota"]["left"]) == (0, 2000)
     assert KEY not in json.dumps(body)
     _, missing, _ = await get(make_system(key=None), "/health")
     assert missing["apiKeyConfigured"] is False
+    assert "ISBNDB_API_KEY" in missing["quota"]["error"]
 
 
 async def test_metrics_count_requests_upstream_calls_and_cache() -> None:
@@ -336,7 +358,8 @@ async def test_no_key_is_503_without_upstream_call(method: str, path: str, key: 
 
 async def test_plain_secret_string_works_too() -> None:
     """A plain secret (.dev.vars) is used like a Secrets Store binding."""
-    env = RuntimeEnv(FakeEnv({"ISBNDB_API_KEY": "plain-key"}), FakeContext())
+    guard = make_system().envs[WORKER].ISBNDB_GUARD
+    env = RuntimeEnv(FakeEnv({"ISBNDB_API_KEY": "plain-key", "ISBNDB_GUARD": guard}), FakeContext())
     app = build_app(env, Isolate())
     with mock_isbndb() as isbndb:
         isbndb.get(f"/book/{DUNE13}").respond(200, json={"book": book_json(DUNE13)})
@@ -347,15 +370,15 @@ async def test_plain_secret_string_works_too() -> None:
 
 async def test_malformed_var_is_a_json_500_naming_it() -> None:
     """A malformed var answers 500 config_error naming the var; health still answers."""
-    system = make_system(worker_vars={"RATE_LIMIT_MS": "fast"})
+    system = make_system(worker_vars={"ISBNDB_DAILY_QUOTA": "lots"})
     with mock_isbndb() as isbndb:
         status, body, _ = await get(system, f"/book/{DUNE13}")
     assert status == 500
     assert body["error"]["code"] == "config_error"
-    assert body["error"]["var"] == "RATE_LIMIT_MS"
+    assert body["error"]["var"] == "ISBNDB_DAILY_QUOTA"
     assert not isbndb.calls
     _, health, _ = await get(system, "/health")
-    assert "RATE_LIMIT_MS" in health["configError"]
+    assert "ISBNDB_DAILY_QUOTA" in health["configError"]
 
 
 # -- RPC -------------------------------------------------------------------------------------

@@ -84,31 +84,97 @@ def test_ranking_interleaves_providers_by_position() -> None:
 
 
 def test_openlibrary_work_folds_into_an_edition_it_lists() -> None:
-    """A work whose ISBN list contains an edition's ISBN joins it (earliest date wins)."""
+    """A work whose ISBN list contains an edition's ISBN joins it; the edition's date stays."""
     edition = Edition(("google",), "Dune", isbn13=DUNE, published_date="2005-08-02")
     work = Edition(
         ("openlibrary",),
         "Dune",
-        isbn13="9780340960196",
         published_date="1965",
-        identifiers=(Identifier("ISBN_13", "9780340960196"),),
         work_isbn13s=frozenset({"9780340960196", DUNE}),
     )
     [merged] = merge({"google": [edition], "openlibrary": [work]})
     assert merged.isbn13 == DUNE
-    assert merged.published_date == "1965"
+    assert merged.published_date == "2005-08-02"
     assert merged.providers == ("google", "openlibrary")
     assert Identifier("ISBN_13", "9780340960196") not in merged.identifiers
 
 
-def test_language_filter_keeps_unknown_languages() -> None:
-    """includeTranslations=false drops other languages but keeps unknown ones."""
+def test_a_folded_work_only_fills_what_the_edition_lacks() -> None:
+    """Google's 2005 Dune and the Open Library work: the edition's authors and date stand."""
+    edition = Edition(
+        ("google",),
+        "Dune",
+        isbn13=DUNE,
+        authors=("Frank Herbert",),
+        published_date="2005-08-02",
+        publisher="Ace",
+        language="en",
+    )
+    work = Edition(
+        ("openlibrary",),
+        "Dune",
+        subtitle="A Novel",
+        authors=("Frank Herbert", "Brian Herbert", "Kevin J. Anderson"),
+        published_date="1965",
+        publisher="Chilton Books",
+        page_count=604,
+        categories=("Science fiction",),
+        image_links={"thumbnail": "https://covers/w-M.jpg"},
+        language="fr",
+        work_isbn13s=frozenset({DUNE}),
+    )
+    [merged] = merge({"google": [edition], "openlibrary": [work]})
+    assert merged.authors == ("Frank Herbert",)
+    assert merged.published_date == "2005-08-02"
+    assert merged.publisher == "Ace"
+    assert merged.language == "en"
+    assert merged.subtitle == "A Novel"
+    assert merged.categories == ("Science fiction",)
+    assert merged.image_links == {"thumbnail": "https://covers/w-M.jpg"}
+    assert merged.page_count is None  # a median over editions is no edition's page count
+
+
+def test_first_publish_year_is_never_an_editions_date() -> None:
+    """An edition without a date stays without one: the work's first year is not its date."""
+    edition = Edition(("google",), "Dune", isbn13=DUNE)
+    work = Edition(
+        ("openlibrary",),
+        "Dune",
+        authors=("Frank Herbert",),
+        published_date="1965",
+        work_isbn13s=frozenset({DUNE}),
+    )
+    [merged] = merge({"google": [edition], "openlibrary": [work]})
+    assert merged.published_date is None
+    assert merged.authors == ("Frank Herbert",)
+
+
+def test_a_work_standing_alone_claims_no_editions_isbn() -> None:
+    """An unfolded work is a work: no ISBN of one of its editions (maybe a translation)."""
+    french = "9782266233200"
+    work = Edition(
+        ("openlibrary",),
+        "Dune",
+        isbn13=french,  # what parse_doc used to set: the first ISBN listed
+        published_date="1965",
+        identifiers=(Identifier("ISBN_13", french), Identifier("OTHER", "OL893415W")),
+        work_isbn13s=frozenset({french, DUNE}),
+    )
+    [merged] = merge({"openlibrary": [work]})
+    assert merged.isbn13 is None
+    assert merged.identifiers == (Identifier("OTHER", "OL893415W"),)
+    assert merged.published_date == "1965"
+    assert to_item(merged)["id"] == "openlibrary:Dune"
+
+
+def test_language_filter_drops_unknown_languages() -> None:
+    """includeTranslations=false keeps only the language asked for: unknown is not it."""
     editions = [
         Edition(("google",), "Dune", language="en"),
         Edition(("google",), "Dune FR", language="fr"),
         Edition(("openlibrary",), "Dune ?"),
     ]
-    assert [e.title for e in keep_language(editions, "en")] == ["Dune", "Dune ?"]
+    assert [e.title for e in keep_language(editions, "en")] == ["Dune"]
 
 
 def test_items_follow_the_google_volume_shape() -> None:

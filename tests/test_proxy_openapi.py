@@ -25,6 +25,15 @@ def validator_for(path: str, status: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": "urn:openapi" + ref}, registry=REGISTRY)
 
 
+def test_searches_document_start_index_and_total_items() -> None:
+    """startIndex is a parameter of every text search; totalItems says what it counts."""
+    for path in ("/search/auto", "/search/author", "/search/title"):
+        names = [p["name"] for p in DOC["paths"][path]["get"]["parameters"]]
+        assert "startIndex" in names, path
+    total = DOC["components"]["schemas"]["VolumesResponse"]["properties"]["totalItems"]
+    assert "startIndex" in total["description"]
+
+
 def test_document_is_openapi_31_with_every_route() -> None:
     """The document is OpenAPI 3.1 and lists every HTTP route of the proxy."""
     assert DOC["openapi"].startswith("3.1")
@@ -49,6 +58,8 @@ def test_document_is_openapi_31_with_every_route() -> None:
         ("/search/author", "/search/author?q=frank%20herbert"),
         ("/search/title", "/search/title?q=Dune&langRestrict=eng"),
         ("/search/title", "/search/title?q=nothing%20like%20this"),
+        ("/search/author", "/search/author?q=frank%20herbert&maxResults=1&startIndex=2"),
+        ("/search/auto", f"/search/auto?q={DUNE}&startIndex=1"),
     ],
 )
 async def test_search_responses_match_the_schema(path: str, url: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bookmeta import RateLimited, UpstreamError
+from bookmeta import RateLimited, Request, Response, UpstreamError
 from proxy_app.dates import date_sort_key, normalize_date
 from proxy_app.languages import normalize_language
 from proxy_app.model import Identifier
@@ -99,16 +99,16 @@ def test_openlibrary_books_api_maps_records() -> None:
 
 
 def test_openlibrary_search_docs_are_works() -> None:
-    """Search docs carry all their editions' ISBNs; a multi-language work has no language."""
+    """Search docs carry all their editions' ISBNs but claim none; multi-language: no language."""
     docs = openlibrary.parse_search(load("openlibrary/search_author_herbert.json"))
     assert [d.title for d in docs] == ["Dune", "Children of Dune"]
     dune, children = docs
-    assert dune.isbn13 == DUNE
+    assert (dune.isbn13, dune.identifiers) == (None, ())
     assert dune.work_isbn13s == {DUNE, "9780340960196"}
     assert dune.published_date == "1965"
     assert dune.language is None
     assert children.language == "en"
-    assert children.isbn13 == "9780441104024"
+    assert children.work_isbn13s == {"9780441104024"}
     assert openlibrary.parse_search(load("openlibrary/search_empty.json")) == []
 
 
@@ -184,6 +184,30 @@ def test_isbndb_rpc_errors_become_exceptions(
     with pytest.raises(error) as info:
         isbndb.raise_for_error(result)
     assert getattr(info.value, "status", None) == status
+
+
+class _BulkWorker:
+    """An isbndb worker binding answering POST /books with a fixed body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    async def fetch(self, request: Request) -> Response:
+        return Response(200, json.dumps(self.body).encode(), {"content-type": "application/json"})
+
+    async def call(self, method: str, *args: Any) -> Any:
+        raise AssertionError("the proxy reaches the isbndb worker over HTTP")
+
+
+async def test_isbndb_bulk_prefers_a_books_own_record_over_an_alias_match() -> None:
+    """Even a worker whose matches map X to Y is overruled when X's own book came back."""
+    messiah = {**ISBNDB_BOOK, "isbn13": "9780593098233", "isbn10": None, "title": "Messiah"}
+    worker = _BulkWorker(
+        {"books": [messiah, ISBNDB_BOOK], "matches": {DUNE: "9780593098233"}, "notFound": []}
+    )
+    found = await isbndb.fetch_bulk(worker, [DUNE, "9780593098233"])
+    assert found.found[DUNE].title == ISBNDB_BOOK["title"]
+    assert found.aliases() == {}
 
 
 @pytest.mark.parametrize(

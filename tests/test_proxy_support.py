@@ -129,6 +129,11 @@ class Upstream:
     yield_first: bool = False
     # ISBNdb's other_isbns: an ISBN -> the ISBN-13 of the book ISBNdb lists it under.
     isbndb_aliases: dict[str, str] = field(default_factory=dict)
+    # Fields that replace those of a book's Open Library search doc (a work), its ISBNdb record.
+    isbndb_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ol_doc_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Other ISBNs a known book's record lists in other_isbns (whatever was asked).
+    isbndb_other_isbns: dict[str, list[str]] = field(default_factory=dict)
 
     def calls(self, provider: str) -> list[httpx.Request]:
         hosts = {
@@ -154,9 +159,14 @@ class Upstream:
             field_name = q.split(":", 1)[0] if q.startswith(("inauthor:", "intitle:")) else "q"
             words = q.split(":", 1)[-1] if field_name != "q" else q
             hits = _matching(self._known("google"), field_name, words)
+        if lang := request.url.params.get("langRestrict"):
+            hits = [b for b in hits if b.language == lang]
+        # Paged as Google pages: totalItems counts every match, items the asked window.
+        start = int(request.url.params.get("startIndex", "0"))
+        window = hits[start : start + int(request.url.params.get("maxResults", "10"))]
         body: dict[str, Any] = {"kind": "books#volumes", "totalItems": len(hits)}
-        if hits:
-            body["items"] = [google_item(b) for b in hits]
+        if window:
+            body["items"] = [google_item(b) for b in window]
         return httpx.Response(200, json=body)
 
     async def openlibrary(self, request: httpx.Request) -> httpx.Response:
@@ -170,9 +180,12 @@ class Upstream:
         params = request.url.params
         field_name = next(k for k in ("author", "title", "q") if k in params)
         docs = [
-            ol_doc(b) for b in _matching(self._known("openlibrary"), field_name, params[field_name])
+            {**ol_doc(b), **self.ol_doc_fields.get(b.isbn13, {})}
+            for b in _matching(self._known("openlibrary"), field_name, params[field_name])
         ]
-        return httpx.Response(200, json={"start": 0, "num_found": len(docs), "docs": docs})
+        start = int(params.get("offset", "0"))
+        window = docs[start : start + int(params.get("limit", "100"))]
+        return httpx.Response(200, json={"start": start, "num_found": len(docs), "docs": window})
 
     async def isbndb(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -182,7 +195,13 @@ class Upstream:
         path = unquote(request.url.path)
         if request.method == "POST" and path == "/books":
             asked = json.loads(request.content)["isbns"]
-            data = [isbndb_book(known[i]) for i in asked if i in known]
+            data = [
+                {**isbndb_book(known[i]), "other_isbns": self.isbndb_other_isbns[i]}
+                if i in self.isbndb_other_isbns
+                else isbndb_book(known[i])
+                for i in asked
+                if i in known
+            ]
             for alias in asked:
                 target = known.get(self.isbndb_aliases.get(alias, ""))
                 if target is not None and target.isbn13 not in asked:
@@ -197,8 +216,14 @@ class Upstream:
             return httpx.Response(404, json={"errorMessage": "Not Found"})
         if path.startswith("/author/"):
             name = path.removeprefix("/author/").lower()
-            books = [isbndb_book(b) for b in known.values() if name in " ".join(b.authors).lower()]
-            return httpx.Response(200, json={"author": name, "books": books})
+            books = [
+                {**isbndb_book(b), **self.isbndb_fields.get(b.isbn13, {})}
+                for b in known.values()
+                if name in " ".join(b.authors).lower()
+            ]
+            size = int(request.url.params.get("pageSize", "20"))
+            start = (int(request.url.params.get("page", "1")) - 1) * size
+            return httpx.Response(200, json={"author": name, "books": books[start : start + size]})
         return httpx.Response(404, json={"errorMessage": "Not Found"})
 
 

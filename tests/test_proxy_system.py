@@ -335,7 +335,7 @@ async def test_rpc_search_matches_http_and_returns_errors() -> None:
         author = await system.rpc(WORKER, "search_author", "Frank Herbert", 2, None, None)
         title = await system.rpc(WORKER, "search_title", "Messiah", None, False, "en")
     assert body["items"] == isbn_body["items"]
-    assert author["totalItems"] == 2
+    assert (len(author["items"]), author["totalItems"]) == (2, 3)  # a page of the 3 matches
     assert title["items"][0]["volumeInfo"]["title"] == "Dune Messiah"
     error = await system.rpc(WORKER, "search_auto", "", 41, "yes", "english")
     assert error["error"]["status"] == 400
@@ -500,6 +500,23 @@ async def test_warm_finds_an_isbn_isbndb_lists_under_another_book() -> None:
     assert len(up.requests) == before
 
 
+async def test_warm_keeps_a_books_own_record_over_an_alias_listed_first() -> None:
+    """ISBNdb lists Messiah (other_isbns: Dune) before Dune: Dune is cached as Dune."""
+    system = make_system()
+    up = Upstream(
+        knows={"isbndb": {DUNE, MESSIAH}, "openlibrary": set(), "google": set()},
+        isbndb_other_isbns={MESSIAH: [DUNE]},
+    )
+    with mocked(up):
+        report = await system.rpc(WORKER, "warm_isbns", [MESSIAH, DUNE])
+        assert report["warmed"] == [MESSIAH, DUNE]
+        _, body, headers = await get(system, f"/search/auto?q={DUNE}&maxResults=1")
+    assert headers["x-cache"] == "kv"
+    [item] = body["items"]
+    assert item["volumeInfo"]["title"] == "Dune"
+    assert {"type": "ISBN_13", "identifier": DUNE} in item["volumeInfo"]["industryIdentifiers"]
+
+
 async def test_warm_isbns_caps_the_list_and_cuts_echoed_inputs() -> None:
     """At most 200 ISBNs per call; an invalid input is echoed back cut to 80 characters."""
     system = make_system()
@@ -550,3 +567,218 @@ async def test_the_warmers_author_search_is_stored_under_author_warm_key() -> No
     written = set(system.kv(WORKER, "CACHE").dump())
     assert author_warm_key("Frank Herbert") in written
     assert written == {author_warm_key("Frank Herbert")}
+
+
+async def test_a_failing_kv_write_never_turns_an_answer_into_a_500() -> None:
+    """KV puts throwing: the search still answers 200 after one call per provider; counted."""
+    system = make_system()
+    system.kv(WORKER, "CACHE").failing.add("put")
+    with mocked() as up:
+        status, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        assert (status, body["cache"], body["totalItems"]) == (200, "miss", 1)
+        assert [len(up.calls(p)) for p in ("google", "isbndb", "openlibrary")] == [1, 1, 1]
+        _, metrics, _ = await get(system, "/metrics")
+    assert metrics["counters"]["cache.write_failed.kv"] == 1
+    assert "cache.write_failed.r2" not in metrics["counters"]
+    assert f"cache/{isbn_key(DUNE)}" in system.r2(WORKER, "API_CACHE_COLD").items
+
+
+async def test_callers_racing_another_isolates_write_share_one_fan_out() -> None:
+    """Another isolate wrote the key this second (KV 429): 5 concurrent callers, 1 fan-out."""
+    system = make_system()
+    kv = system.kv(WORKER, "CACHE")
+    kv.last_write[isbn_key(DUNE)] = system.clock()  # warm_isbns in another isolate just wrote
+    with mocked(Upstream(yield_first=True)) as up:
+        results = await asyncio.gather(*(get(system, f"/search/auto?q={DUNE}") for _ in range(5)))
+    assert [r[0] for r in results] == [200] * 5
+    assert all(r[1]["items"] == results[0][1]["items"] for r in results)
+    assert [len(up.calls(p)) for p in ("google", "isbndb", "openlibrary")] == [1, 1, 1]
+
+
+async def test_warm_isbns_reports_a_failed_cache_write_per_isbn() -> None:
+    """warm_isbns with KV puts throwing answers normally: those ISBNs are failed, to retry."""
+    system = make_system()
+    system.kv(WORKER, "CACHE").failing.add("put")
+    with mocked():
+        report = await system.rpc(WORKER, "warm_isbns", [DUNE, UNKNOWN])
+    assert "error" not in report
+    assert (report["warmed"], report["notFound"]) == ([], [])
+    assert [f["isbn"] for f in report["failed"]] == [DUNE, UNKNOWN]
+    assert all("cache write failed" in f["reason"] for f in report["failed"])
+
+
+async def test_different_upstream_queries_never_share_an_entry() -> None:
+    """C++ Primer then C# Primer: the second is its own miss, asked upstream as typed."""
+    system = make_system()
+    with mocked() as up:
+        _, first, _ = await get(system, "/search/title?q=C%2B%2B%20Primer")
+        _, second, _ = await get(system, "/search/title?q=C%23%20Primer")
+    assert (first["cache"], second["cache"]) == ("miss", "miss")
+    queries = [r.url.params["q"] for r in up.calls("google")]
+    assert queries == ['intitle:"C++ Primer"', 'intitle:"C# Primer"']
+
+
+async def test_an_open_library_work_never_overrides_the_edition_it_folds_into() -> None:
+    """Google's 2005 Dune with the 1965 work of 3 authors: the item is the 2005 edition."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": {DUNE}, "isbndb": set(), "openlibrary": {DUNE}},
+        ol_doc_fields={
+            DUNE: {
+                "author_name": ["Frank Herbert", "Brian Herbert", "Kevin J. Anderson"],
+                "first_publish_year": 1965,
+                "isbn": ["9782266233200", DUNE],
+                "language": ["fre", "eng"],
+            }
+        },
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/title?q=Dune")
+    [item] = body["items"]
+    info = item["volumeInfo"]
+    assert (info["publishedDate"], info["authors"]) == ("2005-08-02", ["Frank Herbert"])
+    assert item["providers"] == ["google", "openlibrary"]
+
+
+async def test_a_work_of_unknown_language_is_not_counted_as_the_language_asked() -> None:
+    """includeTranslations=false: an Open Library work in several languages is left out."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": set(), "isbndb": set(), "openlibrary": {DUNE}},
+        ol_doc_fields={DUNE: {"isbn": ["9782266233200", DUNE], "language": ["fre", "eng"]}},
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/title?q=Dune&includeTranslations=false")
+    assert body["items"] == []
+
+
+async def test_a_book_isbndb_found_for_the_language_asked_keeps_that_language() -> None:
+    """ISBNdb filtered the author page by language: a book listing none counts as that one."""
+    system = make_system()
+    up = Upstream(
+        knows={"google": set(), "isbndb": {DUNE}, "openlibrary": set()},
+        isbndb_fields={DUNE: {"language": None}},
+    )
+    with mocked(up):
+        _, body, _ = await get(system, "/search/author?q=Frank%20Herbert&includeTranslations=false")
+    [item] = body["items"]
+    assert item["volumeInfo"]["language"] == "en"
+    assert up.calls("isbndb")[0].url.params["language"] == "en"
+
+
+async def test_start_index_pages_through_the_matches_google_style() -> None:
+    """maxResults=1 from startIndex 0, 1, 2, 3: each book once, totalItems the match count."""
+    system = make_system()
+    with mocked() as up:
+        pages = [
+            (await get(system, f"/search/author?q=Frank%20Herbert&maxResults=1&startIndex={i}"))[1]
+            for i in range(4)
+        ]
+        google = [r.url.params.get("startIndex") for r in up.calls("google")]
+        offsets = [r.url.params.get("offset") for r in up.calls("openlibrary")]
+    titles = [[item["volumeInfo"]["title"] for item in page["items"]] for page in pages]
+    assert sorted(t for page in titles for t in page) == [
+        "Children of Dune",
+        "Dune",
+        "Dune Messiah",
+    ]
+    assert titles[3] == []
+    assert [page["totalItems"] for page in pages] == [3, 3, 3, 3]
+    assert [page["cache"] for page in pages] == ["miss"] * 4  # each page its own key
+    assert google == [None, "1", "2", "3"]
+    assert offsets == [None, "1", "2", "3"]
+
+
+async def test_total_items_counts_matches_not_the_page() -> None:
+    """totalItems is the match count as far as the providers report it, not the page length."""
+    system = make_system()
+    with mocked():
+        _, body, _ = await get(system, "/search/title?q=Dune&maxResults=1")
+        _, cached, _ = await get(system, "/search/title?q=Dune&maxResults=1")
+    assert len(body["items"]) == 1
+    assert body["totalItems"] == 3
+    assert (cached["cache"], cached["totalItems"]) == ("kv", 3)
+
+
+async def test_an_isbn_search_has_its_one_item_at_index_zero() -> None:
+    """startIndex 1 of an ISBN search is empty but still counts the one match."""
+    system = make_system()
+    with mocked():
+        _, first, _ = await get(system, f"/search/auto?q={DUNE}")
+        _, second, _ = await get(system, f"/search/auto?q={DUNE}&startIndex=1")
+    assert (len(first["items"]), first["totalItems"]) == (1, 1)
+    assert (second["items"], second["totalItems"], second["cache"]) == ([], 1, "kv")
+
+
+async def test_rpc_searches_take_start_index_as_a_fifth_argument() -> None:
+    """search_author(q, max, translations, lang, start_index); four arguments still work."""
+    system = make_system()
+    with mocked():
+        page = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en", 1)
+        first = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en")
+        bad = await system.rpc(WORKER, "search_author", "Frank Herbert", 1, True, "en", -1)
+    assert (page["totalItems"], first["totalItems"]) == (3, 3)
+    assert page["items"] != first["items"]
+    assert bad["error"]["param"] == "startIndex"
+
+
+async def test_warm_isbns_does_not_ask_again_about_a_settled_not_found() -> None:
+    """An ISBN with a fresh not-found entry is reported notFound without a provider call."""
+    system = make_system()
+    with mocked() as up:
+        first = await system.rpc(WORKER, "warm_isbns", [UNKNOWN])
+        before = len(up.requests)
+        system.clock.advance(60)
+        again = await system.rpc(WORKER, "warm_isbns", [UNKNOWN])
+    assert first["notFound"] == again["notFound"] == [UNKNOWN]
+    assert again["upstreamCalls"] == {"isbndb": 0, "openlibrary": 0, "google": 0}
+    assert len(up.requests) == before
+
+
+async def test_warm_isbns_lists_the_isbns_it_deferred() -> None:
+    """ISBNs past the 20 Google look-ups per call are in `deferred` (and, for older
+    callers, in `failed`): not asked, not failed."""
+    system = make_system()
+    nobody = {"google": set(), "isbndb": set(), "openlibrary": set()}
+    bodies = [f"9798000000{n:02d}" for n in range(30)]
+    isbns = [
+        b + str(-sum(int(d) * (1 + 2 * (k % 2)) for k, d in enumerate(b)) % 10) for b in bodies
+    ]
+    with mocked(Upstream(knows=nobody)):
+        report = await system.rpc(WORKER, "warm_isbns", isbns)
+    assert report["notFound"] == isbns[:20]
+    assert report["deferred"] == isbns[20:]
+    assert [f["isbn"] for f in report["failed"]] == isbns[20:]
+
+
+async def test_sweep_cache_rpc_deletes_expired_cold_entries_and_walks_on() -> None:
+    """sweep_cache(max_pages): expired R2 entries go; the walk resumes from a stored cursor."""
+    system = make_system()
+    bucket = system.r2(WORKER, "API_CACHE_COLD")
+    with mocked():
+        for isbn in (DUNE, MESSIAH, CHILDREN):
+            await get(system, f"/search/auto?q={isbn}")
+    await bucket.put("libraries/x/source.csv", "a,b")  # the warmer's objects share the bucket
+    system.clock.advance(604_800 + 1)
+    report = await system.rpc(WORKER, "sweep_cache", 1)
+    assert report == {"scanned": 3, "deleted": 3, "complete": True}
+    assert [k for k in bucket.items if k.startswith("cache/")] == []
+    assert "libraries/x/source.csv" in bucket.items
+    bad = await system.rpc(WORKER, "sweep_cache", 0)
+    assert bad["error"]["param"] == "maxPages"
+
+
+async def test_sweep_cache_resumes_the_next_night_where_it_stopped() -> None:
+    """One page per call: 1,500 expired entries take two sweeps, the cursor kept in KV."""
+    system = make_system()
+    bucket = system.r2(WORKER, "API_CACHE_COLD")
+    expired = {"stored_at": "0", "fresh_until": "1", "expires_at": "2"}
+    for n in range(1500):
+        await bucket.put(f"cache/v2:isbn:isbn={n:013d}", "{}", customMetadata=expired)
+    first = await system.rpc(WORKER, "sweep_cache", 1)
+    assert first == {"scanned": 1000, "deleted": 1000, "complete": False}
+    assert "sweep:cold-cursor" in system.kv(WORKER, "CACHE").dump()
+    second = await system.rpc(WORKER, "sweep_cache", 1)
+    assert second == {"scanned": 500, "deleted": 500, "complete": True}
+    assert "sweep:cold-cursor" not in system.kv(WORKER, "CACHE").dump()
+    assert not bucket.items

@@ -64,11 +64,50 @@ def test_normalize_display(raw: str, expected: str) -> None:
         ),
         pytest.param("\u00bd", "1 2", id="vulgar-fraction"),
         pytest.param("---", "", id="only-punctuation"),
+        pytest.param("C++ Primer", "c++ primer", id="plus-kept"),
+        pytest.param("C# Primer", "c# primer", id="sharp-kept"),
+        pytest.param(".NET Core", ".net core", id="leading-dot-kept"),
+        pytest.param("(.NET) Core", ".net core", id="leading-dot-after-bracket"),
+        pytest.param("Python 3.11", "python 3.11", id="decimal-dot-kept"),
+        pytest.param("Dune -Messiah", "dune -messiah", id="exclusion-kept"),
+        pytest.param("Dune - Messiah", "dune messiah", id="spaced-dash-folded"),
+        pytest.param("Dune.", "dune", id="final-dot-folded"),
     ],
 )
 def test_normalize_key(raw: str, expected: str) -> None:
     """normalize_key() folds case, diacritics, punctuation and spacing, keeping every script."""
     assert normalize_key(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("C++ Primer", "C# Primer"),
+        ("C++ Primer", "C Primer"),
+        ("F# in Action", "F in Action"),
+        (".NET Core", "NET Core"),
+        ("Python 3.11", "Python 311"),
+        ("Python 3.11", "Python 3 11"),
+        ("Dune -Messiah", "Dune Messiah"),
+    ],
+)
+def test_queries_that_differ_upstream_never_share_a_key(one: str, other: str) -> None:
+    """Characters that change what a provider searches for (+ # and some . and -) stay."""
+    assert normalize_key(one) != normalize_key(other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("J.R.R. Tolkien", "J. R. R. Tolkien"),
+        ("Frank HERBERT", "  frank   herbert "),
+        ("Dune: Part-One!", "dune part one"),
+        ("Ender's Game", "Enders Game"),
+    ],
+)
+def test_queries_that_mean_the_same_upstream_still_share_a_key(one: str, other: str) -> None:
+    """Case, spacing and punctuation a search engine tokenizes away are still folded."""
+    assert normalize_key(one) == normalize_key(other)
 
 
 @given(st.text())

@@ -7,7 +7,13 @@ import httpx
 import pytest
 
 from bookmeta._clock import FakeClock
-from bookmeta._errors import InvalidInput, RateLimited, UpstreamError
+from bookmeta._errors import (
+    GuardRefused,
+    InvalidInput,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamError,
+)
 from bookmeta._retry import (
     RetryEvent,
     RetryPolicy,
@@ -51,8 +57,22 @@ def down(status: int | None = 503) -> UpstreamError:
         (down(401), False),
         (ValueError("bug"), False),
         (asyncio.CancelledError(), False),
+        (GuardRefused("isbndb", "rate", "no slot", retry_after_s=2.0), False),
+        (QuotaExhausted("isbndb", retry_after_s=3600.0), False),
     ],
-    ids=["timeout", "httpx-timeout", "no-status", "500", "429", "404", "401", "bug", "cancelled"],
+    ids=[
+        "timeout",
+        "httpx-timeout",
+        "no-status",
+        "500",
+        "429",
+        "404",
+        "401",
+        "bug",
+        "cancelled",
+        "guard-refused",
+        "quota-exhausted",
+    ],
 )
 def test_default_is_retryable_classifies(exc: BaseException, retryable: bool) -> None:
     """Timeouts, no status, 5xx and 429 are retryable; other errors are not."""

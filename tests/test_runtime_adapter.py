@@ -11,11 +11,13 @@ from bookmeta.runtime import (
     KVBinding,
     R2Binding,
     RuntimeEnv,
+    SqlBinding,
     read_request,
     to_python,
     to_runtime_response,
 )
-from harness import FakeContext, FakeKV, FakeR2, FakeSecret
+from harness import FakeContext, FakeKV, FakeR2, FakeSecret, FakeSqlStorage
+from harness.durable import new_database
 from harness.system import FakeEnv
 
 
@@ -118,3 +120,51 @@ def test_to_python_unwraps_rpc_values() -> None:
     assert got == {"a": [{"b": b"x"}]}
     assert type(got) is dict
     assert type(got["a"][0]) is dict
+
+
+def test_sql_binding_turns_attribute_rows_into_dicts() -> None:
+    """Rows read by attribute (or as a dict subclass) become plain dicts; BLOBs bytes."""
+    sql = SqlBinding(FakeSqlStorage(new_database()))
+    sql.execute("CREATE TABLE t (k TEXT PRIMARY KEY, items INTEGER, b BLOB)")
+    assert sql.execute("INSERT INTO t VALUES (?, ?, ?)", "a", 3, b"\x01") == []
+    rows = sql.execute("SELECT k, items, b FROM t")
+    assert rows == [{"k": "a", "items": 3, "b": b"\x01"}]
+    assert type(rows[0]) is dict
+
+    class DictRows:  # newer SDKs hand rows over as dict subclasses
+        columnNames = ["items"]  # noqa: RUF012 - a JS array on the runtime side
+
+        def toArray(self) -> list[JsDict]:
+            return [JsDict(items=7)]
+
+    class DictCursorSql:
+        def exec(self, sql: str, *params: object) -> DictRows:
+            return DictRows()
+
+    # "items" is also a dict method: a dict row must be read by key, not attribute.
+    assert SqlBinding(DictCursorSql()).execute("SELECT 7 AS items") == [{"items": 7}]
+
+
+def test_env_gives_durable_object_namespaces_by_binding_name() -> None:
+    """durable_object(name) wraps the binding; an absent binding is None."""
+    env = RuntimeEnv(FakeEnv({}), FakeContext())
+    assert env.durable_object("GUARD") is None
+
+
+async def test_r2_lists_custom_metadata_on_request_and_deletes_many_in_one_call() -> None:
+    """list(include_metadata=True) carries each object's custom metadata; delete_many is one
+    R2 delete of a key array (at most 1,000 keys)."""
+    raw = FakeR2()
+    r2 = R2Binding(raw)
+    for n in range(3):
+        await r2.put(f"cache/{n}", "{}", custom_metadata={"expires_at": str(n)})
+    plain = await r2.list("cache/")
+    assert (plain.keys, plain.metadata) == (["cache/0", "cache/1", "cache/2"], {})
+    page = await r2.list("cache/", limit=2, include_metadata=True)
+    assert page.metadata == {"cache/0": {"expires_at": "0"}, "cache/1": {"expires_at": "1"}}
+    assert page.cursor is not None
+    raw.ops.clear()
+    await r2.delete_many(["cache/0", "cache/1"])
+    await r2.delete_many([])
+    assert raw.ops == {"delete": 1}
+    assert list(raw.items) == ["cache/2"]

@@ -17,7 +17,14 @@ from test_warmer_support import BATCH_CRON, VERIFY_CRON, _google, _isbndb, _open
 from workers import CHUNK_BYTES
 from workers import Request as RuntimeRequest
 
-from harness import FakeKV, FakeR2, FakeSecret, FakeServiceBinding, System
+from harness import (
+    FakeDurableObjectNamespace,
+    FakeKV,
+    FakeR2,
+    FakeSecret,
+    FakeServiceBinding,
+    System,
+)
 
 ISBNDB_KEY = "isbndb-K3Y-7f3a9c1e"
 GOOGLE_KEY = "g00gle-K3Y-b41e2077"
@@ -117,8 +124,12 @@ async def drive_everything(system: System) -> list[str]:
     await http(WARMER, "/libraries", method="POST", headers=csv, body=b"\x00\x01")
     for path in ("/", "/dashboard.js", "/libraries", f"/libraries/{job}", "/health", "/metrics"):
         await http(WARMER, path)
+    await http(WARMER, f"/libraries/{job}", headers={"accept": "text/html"})
+    await http(WARMER, f"/libraries/{job}", headers={**AUTH, "accept": "text/html"})
     await http(WARMER, f"/libraries/{job}/warm", method="POST", headers=AUTH)
     await http(WARMER, f"/libraries/{job}/warm", method="POST")
+    await http(WARMER, f"/libraries/{job}/retry", method="POST", headers=AUTH)
+    await http(WARMER, f"/libraries/{job}/retry", method="POST")
     await http(WARMER, "/debug/proxy/health", headers=AUTH)
     await http(WARMER, "/debug/isbndb/health", headers=AUTH)
     await http(WARMER, f"/debug/isbndb/book/{REFUSED_401}", headers=AUTH)
@@ -148,6 +159,13 @@ async def test_secrets_never_leak_into_responses_logs_or_binding_traffic(
     traffic = [f"{t.target} {t.headers} {t.payload}" for t in system.traffic]
     stored = [json.dumps(system.kv_namespaces[ns].dump()) for ns in system.kv_namespaces]
     stored += [repr(o.body) for b in system.buckets.values() for o in b.items.values()]
+    guard = "isbndb-biography-worker-production:IsbndbKeyGuard"
+    names = system.objects.names(guard)
+    assert names, "the key guard was asked"
+    stored += [repr(names)]
+    stored += [
+        repr(system.objects.query(guard, str(n), "SELECT * FROM guard_state")) for n in names
+    ]
     for secret in SECRETS.values():
         for text in [*seen, *logs, *traffic, *stored]:
             assert secret not in text
@@ -179,6 +197,7 @@ async def test_secrets_never_leak_into_responses_logs_or_binding_traffic(
 WRITES = [
     pytest.param("POST", "/libraries", id="import"),
     pytest.param("POST", "/libraries/{job}/warm", id="warm-now"),
+    pytest.param("POST", "/libraries/{job}/retry", id="retry-failed"),
     pytest.param("GET", "/debug/proxy/health", id="debug-forward"),
     pytest.param("POST", "/debug/rpc/proxy/warm_isbns", id="debug-rpc"),
 ]
@@ -278,12 +297,13 @@ async def test_the_token_is_compared_with_hmac_compare_digest(
 # -- the binding matrix at runtime ------------------------------------------------------------
 
 RUNTIME_MATRIX = {
-    ISBNDB: {"services": set(), "kv": set(), "r2": set()},
-    PROXY: {"services": {"ISBNDB_WORKER"}, "kv": {"CACHE"}, "r2": {"API_CACHE_COLD"}},
+    ISBNDB: {"services": set(), "kv": {"ISBNDB_CACHE"}, "r2": set(), "do": {"ISBNDB_GUARD"}},
+    PROXY: {"services": {"ISBNDB_WORKER"}, "kv": {"CACHE"}, "r2": {"API_CACHE_COLD"}, "do": set()},
     WARMER: {
         "services": {"BOOKS_API_PROXY", "ISBNDB_WORKER"},
         "kv": {"WARMING_CACHE"},
         "r2": {"LIBRARY_DATA"},
+        "do": set(),
     },
 }
 
@@ -295,16 +315,18 @@ def _bindings(env: Any, kind: type) -> set[str]:
 @pytest.mark.parametrize("env", ENVS, ids=lambda e: e or "dev")
 def test_runtime_envs_expose_only_the_matrix(env: str | None) -> None:
     """Through the harness, each worker's env holds exactly its bindings; the isbndb
-    worker's holds nothing but its vars and its Secrets Store key."""
+    worker's holds nothing but its vars, its Secrets Store key, its key guard and KV."""
     system = System(secrets={"ISBNDB_API_KEY": ISBNDB_KEY}, env=env)
     for worker, matrix in RUNTIME_MATRIX.items():
         worker_env = system.envs[worker]
         assert _bindings(worker_env, FakeServiceBinding) == matrix["services"], worker
         assert _bindings(worker_env, FakeKV) == matrix["kv"], worker
         assert _bindings(worker_env, FakeR2) == matrix["r2"], worker
+        assert _bindings(worker_env, FakeDurableObjectNamespace) == matrix["do"], worker
     isbndb_env = system.envs[ISBNDB]
     spec = system.specs[ISBNDB]
-    assert set(vars(isbndb_env)) == set(spec.vars) | {"ISBNDB_API_KEY"}
+    bindings = set(RUNTIME_MATRIX[ISBNDB]["kv"] | RUNTIME_MATRIX[ISBNDB]["do"])
+    assert set(vars(isbndb_env)) == set(spec.vars) | {"ISBNDB_API_KEY"} | bindings
     assert isinstance(isbndb_env.ISBNDB_API_KEY, FakeSecret)
     assert all(isinstance(vars(isbndb_env)[name], str) for name in spec.vars)
     for name in ("ISBNDB_WORKER", "BOOKS_API_PROXY", "CACHE", "WARMING_CACHE", "LIBRARY_DATA"):

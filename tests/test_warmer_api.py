@@ -84,6 +84,27 @@ async def test_import_stores_the_source_and_answers_201_with_a_summary() -> None
     assert (status, progress["percent"], progress["status"]) == (200, 0.0, "queued")
 
 
+async def test_import_keeps_a_report_of_the_rows_it_skipped() -> None:
+    """import.json beside the upload: the problems and the lines without an ISBN, as in the
+    import's answer (the library's page lists them); 1,000 lines of each are kept."""
+    system = make_system()
+    _, summary = await upload(system, library("goodreads_24.csv"))
+    bucket = system.r2(WARMER, "LIBRARY_DATA").items
+    report = json.loads(bucket[f"libraries/{summary['id']}/import.json"].body)
+    assert report == {
+        "variant": "24 columns",
+        "rows": 18,
+        "problems": summary["problems"],
+        "problemsTotal": 1,
+        "rowsWithoutIsbn": {"count": 5, "lines": [17, 18, 20, 21, 23]},
+    }
+    many = b"title,author\n" + b"".join(b"Book %d,Author %d\n" % (n, n % 7) for n in range(1200))
+    _, summary = await upload(system, many)
+    report = json.loads(bucket[f"libraries/{summary['id']}/import.json"].body)
+    assert report["rowsWithoutIsbn"]["count"] == 1200
+    assert report["rowsWithoutIsbn"]["lines"] == list(range(2, 1002))
+
+
 async def test_multipart_upload_keeps_the_filename() -> None:
     """A browser form upload is parsed and the file part stored."""
     system = make_system()
@@ -175,7 +196,7 @@ async def test_dashboard_escapes_user_provided_names() -> None:
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;&quot;" in html
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert html.count("<progress") == 2
+    assert html.count("<progress") == 4, "books and authors, per library"
     script = await system.fetch(WARMER, "/dashboard.js")
     assert script.headers["content-type"].startswith("text/javascript")
 
@@ -256,7 +277,7 @@ async def test_read_routes_without_the_token_show_aggregate_progress_only() -> N
     assert (view["status"], view["total"], view["done"], view["failed"]) == ("done", 2, 1, 1)
     assert view["lastRun"] == {"stoppedBy": "complete", "detail": ""}
     assert json.loads(public["/libraries"])["libraries"] == [view]
-    assert '<progress max="100" value="100.0"' in public["/"]
+    assert '<progress id="bar-' + job + '-items" max="2" value="2"' in public["/"]
     _, full = await get_json(system, f"/libraries/{job}")  # with the token
     assert full["filename"] == "alice-reading-list.csv"
     assert full["failures"][0]["item"] == "Nobody Ever Wrote This"

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_warmer_support import (
     UNLISTED_AUTHORS,
+    WARMER,
+    DyingBinding,
+    IsolateDied,
     get_json,
     library,
     make_system,
     mock_upstreams,
     tick,
     upload,
+    warmer_kv,
 )
 
 from bookmeta import Clocks, FakeClock
 from bookmeta.runtime import KVBinding
 from harness import FakeKV
-from warmer_app.budget import USAGE_TTL_S, load_usage, save_usage
+from warmer_app.budget import USAGE_TTL_S, UsageLedger, load_usage
+from warmer_app.verify import utc_day
 
 DAY = 86_400.0
 ISBNDB_BUDGET = 4
@@ -68,29 +74,59 @@ async def test_the_progress_view_says_the_budget_is_spent() -> None:
 
 
 async def test_usage_sums_every_run_record_and_a_legacy_record_in_one_list() -> None:
-    """Each save writes its own record; loading sums them (and the pre-upgrade single key)."""
+    """Each run writes records of its own; loading sums them (and the pre-upgrade keys)."""
     clock = FakeClock(0.0)
     clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
     raw = FakeKV(clock=clock)
     kv = KVBinding(raw)
     legacy = {"day": "2026-01-01", "calls": {"isbndb": 5}, "writtenAt": 0.0}
     await kv.put("usage:2026-01-01", json.dumps(legacy), ttl_s=USAGE_TTL_S)
+    await kv.put("usage:2026-01-01:0a1b:isbndb=0,google=1,openlibrary=0", "{}", ttl_s=60)
     first, second = await load_usage(kv, "2026-01-01"), await load_usage(kv, "2026-01-01")
+    first_run, second_run = UsageLedger(kv, first, clocks), UsageLedger(kv, second, clocks)
     first.add({"isbndb": 2, "google": 1, "openlibrary": 1})
     second.add({"google": 3})
-    await save_usage(kv, first, clocks)  # two runs that started together: neither overwrites
-    await save_usage(kv, second, clocks)
-    await save_usage(kv, second, clocks)  # nothing new spent: nothing written
-    await kv.put("usage:2026-01-02:x:isbndb=100", "{}", ttl_s=USAGE_TTL_S)  # another day
+    await first_run.settle()  # two runs that started together: neither overwrites
+    await second_run.settle()
+    raw.ops.clear()
+    await second_run.settle()  # nothing new spent: nothing written
+    assert raw.ops == {}
+    await kv.put("usage:2026-01-02:x.0:isbndb=100", "{}", ttl_s=USAGE_TTL_S)  # another day
     raw.ops.clear()
     total = await load_usage(kv, "2026-01-01")
-    assert total.calls == {"isbndb": 7, "google": 4, "openlibrary": 1}
+    assert total.calls == {"isbndb": 7, "google": 5, "openlibrary": 1}
     assert raw.ops == {"list": 1, "get": 1}, "one list, plus one get for the legacy record"
     assert total.left({"isbndb": 10, "google": 10, "openlibrary": 10}) == {
         "isbndb": 3,
-        "google": 6,
+        "google": 5,
         "openlibrary": 9,
     }
+
+
+async def test_a_runs_record_counts_calls_before_they_are_made_and_settles_to_the_spend() -> None:
+    """cover() writes spent + estimate first; settle() the real spend; the day counts the last."""
+    clock = FakeClock(0.0)
+    clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
+    raw = FakeKV(clock=clock, enforce_write_rate=False)
+    kv = KVBinding(raw)
+    usage = await load_usage(kv, "2026-01-01")
+    ledger = UsageLedger(kv, usage, clocks)
+    await ledger.cover({"isbndb": 2, "google": 20, "openlibrary": 2})
+    assert (await load_usage(kv, "2026-01-01")).calls == {
+        "isbndb": 2,
+        "google": 20,
+        "openlibrary": 2,
+    }, "counted before a single call was made"
+    usage.add({"isbndb": 1, "google": 4, "openlibrary": 1})
+    raw.ops.clear()
+    await ledger.cover({"isbndb": 1, "google": 16, "openlibrary": 1})  # already counted
+    assert raw.ops == {}
+    await ledger.settle()
+    assert (await load_usage(kv, "2026-01-01")).calls == {
+        "isbndb": 1,
+        "google": 4,
+        "openlibrary": 1,
+    }, "the settled record replaces the estimate"
 
 
 async def test_more_usage_records_than_one_list_page_count_as_the_budget_spent() -> None:
@@ -105,3 +141,40 @@ async def test_more_usage_records_than_one_list_page_count_as_the_budget_spent()
         "google": 0,
         "openlibrary": 0,
     }
+
+
+async def test_a_run_killed_mid_batch_leaves_its_upstream_calls_counted() -> None:
+    """The isolate dies after ISBNdb calls were made: today's usage already counts them."""
+    system = make_system(WARM_ISBN_CHUNK="10")
+    with mock_upstreams() as upstreams:
+        await upload(system, library("goodreads_24.csv"))
+        env = system.envs[WARMER]
+        env.BOOKS_API_PROXY = DyingBinding(env.BOOKS_API_PROXY, after=4)
+        with pytest.raises(IsolateDied):
+            await tick(system)
+        spent = upstreams.calls()
+    usage = await load_usage(KVBinding(warmer_kv(system)), utc_day(system.clock()))
+    assert spent["isbndb"] >= 3
+    assert all(usage.calls.get(p, 0) >= n for p, n in spent.items()), (usage.calls, spent)
+
+
+async def test_a_run_that_raises_records_what_it_spent() -> None:
+    """A run failing with an exception after some units records its real spend."""
+    system = make_system(WARM_ISBN_CHUNK="10")
+    with mock_upstreams() as upstreams:
+        await upload(system, library("goodreads_24.csv"))
+        kv = warmer_kv(system)
+        original = kv.put
+
+        async def put(key: str, *args: object, **kwargs: object) -> None:
+            if key.endswith(":000003"):  # the 4th unit's result: the run raises there
+                raise RuntimeError("KV PUT failed: 500")
+            await original(key, *args, **kwargs)  # type: ignore[arg-type]
+
+        kv.put = put  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await tick(system)
+        spent = upstreams.calls()
+    usage = await load_usage(KVBinding(warmer_kv(system)), utc_day(system.clock()))
+    assert spent["isbndb"] >= 3
+    assert all(usage.calls.get(p, 0) >= n for p, n in spent.items()), (usage.calls, spent)

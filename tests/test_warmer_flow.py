@@ -6,17 +6,22 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from test_warmer_support import (
     AUTH,
+    CATALOGUE_ISBNS,
     PROXY,
     VERIFY_CRON,
     WARMER,
+    DyingBinding,
+    IsolateDied,
     get_json,
     library,
     make_system,
     mock_upstreams,
     tick,
+    unknown_isbns,
     upload,
     warmer_kv,
 )
@@ -25,6 +30,7 @@ from bookmeta import author_warm_key
 from harness import System
 from warmer_app.jobs import JobState
 from warmer_app.planner import Unit, total_estimate, upstream_estimate
+from warmer_app.verify import utc_day
 
 # Small ISBN chunks so the fixture library spans several units and runs (production: 100).
 SMALL_CHUNKS = "10"
@@ -45,37 +51,6 @@ class CountingR2:
             return await method(*args, **kwargs)
 
         return counted
-
-
-class IsolateDied(BaseException):
-    """Stands for the isolate being killed: nothing after it runs, not even except blocks."""
-
-
-class DyingBinding:
-    """A service binding that kills the run on its ``after``-th call."""
-
-    def __init__(self, inner: Any, after: int) -> None:
-        self._inner = inner
-        self.after = after
-        self.calls = 0
-
-    def _count(self) -> None:
-        self.calls += 1
-        if self.calls == self.after:
-            raise IsolateDied(f"killed at call {self.calls}")
-
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        self._count()
-        return await self._inner.fetch(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._inner, name)
-
-        async def call(*args: Any) -> Any:
-            self._count()
-            return await method(*args)
-
-        return call
 
 
 class YieldingBinding:
@@ -472,3 +447,95 @@ def test_author_calls_and_keys_use_the_shared_contract() -> None:
         f"?page=1&pageSize={AUTHOR_PAGE_SIZE}&language={DEFAULT_LANG}"
     )
     assert verify.item_key(UnitKind.AUTHOR, "Frank Herbert") == author_warm_key("Frank Herbert")
+
+
+async def test_books_and_authors_are_counted_apart_through_runs_and_the_nightly_check() -> None:
+    """Per-kind counts: 12 books and 12 authors at import; 12 books and 8 authors warmed,
+    4 authors failed at the end; an author the nightly check re-queues adds to the authors."""
+    system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
+    kv = warmer_kv(system)
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        key = f"job:{summary['id']}"
+        assert JobState.from_json(kv.dump()[key]).by_kind == {
+            "isbns": {"total": 12, "done": 0, "failed": 0},
+            "author": {"total": 12, "done": 0, "failed": 0},
+        }
+        await run_until_done(system, summary["id"])
+        assert JobState.from_json(kv.dump()[key]).by_kind == {
+            "isbns": {"total": 12, "done": 12, "failed": 0},
+            "author": {"total": 12, "done": 8, "failed": 4},
+        }
+        evicted = author_warm_key("Frank Herbert")
+        await system.kv(PROXY, "CACHE").delete(evicted)
+        await system.r2(PROXY, "API_CACHE_COLD").delete("cache/" + evicted)
+        system.clock.advance(3600)
+        await system.scheduled(WARMER, VERIFY_CRON)
+        assert JobState.from_json(kv.dump()[key]).by_kind["author"]["total"] == 13
+        await run_until_done(system, summary["id"])
+    state = JobState.from_json(kv.dump()[key])
+    assert state.by_kind["author"] == {"total": 13, "done": 9, "failed": 4}
+    counts = state.by_kind.values()
+    assert sum(c["total"] for c in counts) == state.items
+    assert sum(c["done"] for c in counts) == state.done
+    assert sum(c["failed"] for c in counts) == state.failed
+
+
+def test_a_state_written_by_a_newer_version_still_loads() -> None:
+    """Fields this version does not know are ignored (isolates of two versions overlap)."""
+    state = JobState("j", 0.0, "generic", "csv", "", {}, 1, 1)
+    data = json.loads(state.to_json())
+    loaded = JobState.from_json(json.dumps({**data, "addedLater": [1, 2]}))
+    assert loaded == state
+
+
+async def test_a_chunk_nobody_knows_asks_google_about_every_isbn_once_then_settles() -> None:
+    """45 unknown ISBNs: Google is asked about each exactly once; all end not found."""
+    system = make_system()
+    isbns = unknown_isbns(45)
+    csv = "title,author,isbn13\n" + "".join(f"Book {n},,{i}\n" for n, i in enumerate(isbns))
+    with mock_upstreams() as upstreams:
+        _, summary = await upload(system, csv)
+        progress = await run_until_done(system, summary["id"], max_ticks=4)
+        asked = [c.request.url.params["q"] for c in upstreams.routes["google"].calls]
+    assert sorted(asked) == sorted(f"isbn:{i}" for i in isbns), "each ISBN asked once"
+    assert (progress["done"], progress["failed"]) == (0, 45)
+    assert {f["reason"] for f in progress["failures"]} == {"not found by any provider"}
+
+
+async def test_an_isbn_the_proxy_deferred_never_fails_for_it() -> None:
+    """Google down: the 20 ISBNs asked give up after 3 failed attempts; the 5 the proxy
+    deferred are not written off with them, and once Google is back they are asked."""
+    system = make_system()
+    isbns = unknown_isbns(25)
+    csv = "title,author,isbn13\n" + "".join(f"Book {n},,{i}\n" for n, i in enumerate(isbns))
+    with mock_upstreams() as upstreams:
+        healthy = upstreams.routes["google"].side_effect
+        upstreams.routes["google"].mock(side_effect=lambda request: httpx.Response(500, json={}))
+        _, summary = await upload(system, csv)
+        for _ in range(3):
+            await tick(system)
+        _, during = await get_json(system, f"/libraries/{summary['id']}")
+        upstreams.routes["google"].mock(side_effect=healthy)
+        progress = await run_until_done(system, summary["id"], max_ticks=3)
+    assert during["units"]["done"] == 0, "the deferred ISBNs kept their unit open"
+    reasons = {f["item"]: f["reason"] for f in progress["failures"]}
+    assert all(reasons[i].startswith("gave up after 3 attempts: google") for i in isbns[:20])
+    assert {reasons[i] for i in isbns[20:]} == {"not found by any provider"}
+    assert not any("not asked" in r for r in reasons.values())
+
+
+async def test_the_0200_verification_sweeps_expired_cold_cache_entries() -> None:
+    """The daily cron asks the proxy to delete R2 cache entries past their cold TTL."""
+    system = make_system()
+    bucket = system.r2(PROXY, "API_CACHE_COLD")
+    with mock_upstreams():
+        for isbn in CATALOGUE_ISBNS[:3]:
+            await system.fetch(PROXY, f"/search/auto?q={isbn}")
+        assert len([k for k in bucket.items if k.startswith("cache/")]) == 3
+        system.clock.advance(8 * DAY_S)
+        await fire_verification_at_0200(system)
+    assert [k for k in bucket.items if k.startswith("cache/")] == []
+    day = json.loads(bucket.text(f"reports/{utc_day(system.clock())}.json") or "{}")
+    assert day["sweep"] == {"scanned": 3, "deleted": 3, "complete": True}
+    assert day["subrequests"] <= 45

@@ -78,6 +78,50 @@ def warmer_kv(system: System) -> Any:
     return system.kv(WARMER, "WARMING_CACHE")
 
 
+class IsolateDied(BaseException):
+    """Stands for the isolate being killed: nothing after it runs, not even except blocks."""
+
+
+class DyingBinding:
+    """A service binding that kills the run on its ``after``-th call."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self._inner = inner
+        self.after = after
+        self.calls = 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls == self.after:
+            raise IsolateDied(f"killed at call {self.calls}")
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self._count()
+        return await self._inner.fetch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            self._count()
+            return await method(*args)
+
+        return call
+
+
+def unknown_isbns(count: int) -> list[str]:
+    """``count`` valid ISBN-13s (979-8 prefix) that no fixture provider knows."""
+    out: list[str] = []
+    n = 0
+    while len(out) < count:
+        body = f"9798{n:08d}"
+        check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
+        if body + str(check) not in CATALOGUE_ISBNS:
+            out.append(body + str(check))
+        n += 1
+    return out
+
+
 def multipart(filename: str, content: bytes, *, boundary: str = "XyZzY") -> tuple[bytes, str]:
     """A multipart/form-data body with one file field, and its Content-Type."""
     head = (
@@ -180,3 +224,54 @@ def mock_upstreams() -> Iterator[Upstreams]:
             "openlibrary": router.route(host="openlibrary.org").mock(side_effect=_openlibrary),
         }
         yield Upstreams(routes)
+
+
+@contextmanager
+def broken_upstreams(status: int) -> Iterator[Upstreams]:
+    """Every provider answers ``status`` (503: down, a transient failure for the warmer)."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        answer = _json(status, {"error": {"code": status, "message": "unavailable"}})
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(return_value=answer),
+            "google": router.route(host="www.googleapis.com").mock(return_value=answer),
+            "openlibrary": router.route(host="openlibrary.org").mock(return_value=answer),
+        }
+        yield Upstreams(routes)
+
+
+@contextmanager
+def empty_upstreams() -> Iterator[Upstreams]:
+    """Providers that answer, and know no book and no author (every item: not found)."""
+
+    def isbndb(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return _json(200, {"total": 0, "requested": 0, "data": []})
+        if "/author/" in request.url.path:
+            return _json(200, {"author": "x", "books": []})
+        return _json(404, {"errorMessage": "Not Found"})
+
+    def openlibrary(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/search.json":
+            return _json(200, {"start": 0, "num_found": 0, "docs": []})
+        return _json(200, {})
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = {
+            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=isbndb),
+            "google": router.route(host="www.googleapis.com").mock(
+                return_value=_json(200, {"kind": "books#volumes", "totalItems": 0})
+            ),
+            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=openlibrary),
+        }
+        yield Upstreams(routes)
+
+
+HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def get_page(system: System, job_id: str, *, auth: bool = True) -> tuple[int, Any, str]:
+    """GET /libraries/{id} as a browser asks for it (Accept prefers HTML): status, headers,
+    text; with the admin token unless ``auth`` is False."""
+    headers = {**HTML, **(AUTH if auth else {})}
+    resp = await system.fetch(WARMER, f"/libraries/{job_id}", headers=headers)
+    return resp.status, resp.headers, await resp.text()

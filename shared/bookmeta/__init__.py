@@ -5,10 +5,18 @@ module that touches the Workers runtime is `bookmeta.runtime` (imported by entry
 """
 
 from ._breaker import BreakerEvent, BreakerRegistry, BreakerState, CircuitBreaker
-from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
+from ._cache import (
+    CacheEntry,
+    CacheWriteFailure,
+    KeyStatus,
+    Lookup,
+    SweepReport,
+    TwoTierCache,
+)
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
+    ObjectNamespace,
     RateLimitBinding,
     Service,
     SettingsCache,
@@ -21,9 +29,11 @@ from ._errors import (
     BookmetaError,
     CircuitOpen,
     ConfigError,
+    GuardRefused,
     InvalidInput,
     InvalidISBN,
     PayloadTooLarge,
+    QuotaExhausted,
     RateLimited,
     TooManyRequests,
     UpstreamError,
@@ -61,6 +71,7 @@ from ._keys import (
     search_key,
 )
 from ._obs import REQUEST_ID_HEADER, RESPONSE_TIME_HEADER, Log, Metrics, ObservedService
+from ._purpose import PURPOSE_HEADER, Purpose, parse_purpose
 from ._query import (
     Query,
     QueryKind,
@@ -74,7 +85,16 @@ from ._retry import RetryEvent, RetryPolicy, retry, testing_mode
 from ._rpc import refuse_extra_args
 from ._serve import serve
 from ._singleflight import SingleFlight
-from ._stores import Blob, BlobListing, BlobStore, KVEntry, KVListing, KVStore
+from ._stores import (
+    Blob,
+    BlobListing,
+    BlobStore,
+    KVEntry,
+    KVListing,
+    KVStore,
+    SqlStore,
+    SqlValue,
+)
 from ._upstream import UpstreamResponse, parse_retry_after, request_json
 
 __all__ = [
@@ -83,6 +103,7 @@ __all__ = [
     "DEFAULT_LANG",
     "KEY_VERSION",
     "MAX_JSON_DEPTH",
+    "PURPOSE_HEADER",
     "REQUEST_ID_HEADER",
     "RESPONSE_TIME_HEADER",
     "WARM_ISBNS_MAX",
@@ -95,12 +116,14 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CacheEntry",
+    "CacheWriteFailure",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",
     "Clocks",
     "ConfigError",
     "FakeClock",
+    "GuardRefused",
     "InvalidISBN",
     "InvalidInput",
     "KVEntry",
@@ -110,10 +133,13 @@ __all__ = [
     "Log",
     "Lookup",
     "Metrics",
+    "ObjectNamespace",
     "ObservedService",
     "PayloadTooLarge",
+    "Purpose",
     "Query",
     "QueryKind",
+    "QuotaExhausted",
     "RateLimitBinding",
     "RateLimited",
     "RateLimiter",
@@ -126,6 +152,9 @@ __all__ = [
     "SettingsCache",
     "SingleFlight",
     "Sleep",
+    "SqlStore",
+    "SqlValue",
+    "SweepReport",
     "TooManyRequests",
     "TwoTierCache",
     "UpstreamError",
@@ -150,6 +179,7 @@ __all__ = [
     "normalize_display",
     "normalize_key",
     "parse_json",
+    "parse_purpose",
     "parse_retry_after",
     "refuse_extra_args",
     "request_json",

@@ -10,8 +10,9 @@ Outcome classification (``default_is_failure``):
   ``UpstreamError`` with another 4xx (a 404 for an unknown ISBN) proves the upstream is up:
   it neither counts as a failure nor trips anything, and like any success it ends a
   failure streak and closes a half-open breaker;
-* ``BaseException`` that is not an ``Exception`` (cancellation) is neither: it only frees
-  the half-open probe slot.
+* ``BaseException`` that is not an ``Exception`` (cancellation) and ``GuardRefused`` (our own
+  guard refused the call before it was made) are neither: they only free the half-open
+  probe slot.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bookmeta._clock import Clock
-from bookmeta._errors import CircuitOpen, InvalidInput, UpstreamError
+from bookmeta._errors import CircuitOpen, GuardRefused, InvalidInput, UpstreamError
 
 T = TypeVar("T")
 
@@ -70,7 +71,13 @@ class CircuitBreaker:
     ``CircuitOpen`` without calling. After ``reset_timeout_s`` the breaker reads HALF_OPEN
     and admits exactly one probe; concurrent callers meanwhile get ``CircuitOpen``. The
     probe's success closes the breaker; its failure reopens it and restarts the timer.
-    Outcomes reported while OPEN (calls admitted before it opened) are ignored.
+
+    Every state change starts a new generation. ``call`` reports an outcome with the
+    generation its call was admitted in, and an outcome from an earlier generation is ignored:
+    a call admitted while CLOSED that fails (or succeeds) after the breaker opened, went
+    HALF_OPEN or closed again neither reopens the breaker, cancels the probe, closes it
+    without a probe, nor feeds the next failure streak. Outcomes reported while OPEN are
+    ignored too.
 
     Args:
         name: the dependency, used in events, errors and snapshots.
@@ -109,6 +116,7 @@ class CircuitBreaker:
         self._trips = 0
         self._opened_at = 0.0
         self._probing = False
+        self._generation = 0
 
     @property
     def state(self) -> BreakerState:
@@ -119,6 +127,12 @@ class CircuitBreaker:
         ):
             self._transition(BreakerState.HALF_OPEN, at=self._opened_at + self.reset_timeout_s)
         return self._state
+
+    @property
+    def generation(self) -> int:
+        """The number of state changes so far; a call's outcome counts only in its own."""
+        _ = self.state  # an expired OPEN turns HALF_OPEN (a new generation) on read
+        return self._generation
 
     @property
     def failures(self) -> int:
@@ -141,7 +155,8 @@ class CircuitBreaker:
         """Return True if a call may go ahead now; in HALF_OPEN this claims the one probe.
 
         A caller that gets True must report the outcome with ``record_success`` or
-        ``record_failure`` (or ``release`` if it never made the call).
+        ``record_failure`` (or ``release`` if it never made the call), passing the
+        ``generation`` read right after ``allow`` so a late outcome is ignored.
         """
         state = self.state
         if state is BreakerState.CLOSED:
@@ -151,24 +166,34 @@ class CircuitBreaker:
             return True
         return False
 
-    def release(self) -> None:
-        """Give back a probe slot claimed by ``allow`` without reporting an outcome."""
-        self._probing = False
+    def _stale(self, generation: int | None) -> bool:
+        return generation is not None and generation != self.generation
 
-    def record_success(self) -> None:
-        """Report a healthy upstream: end the failure streak; a half-open breaker closes."""
+    def release(self, *, generation: int | None = None) -> None:
+        """Give back a probe slot claimed by ``allow`` without reporting an outcome."""
+        if not self._stale(generation):
+            self._probing = False
+
+    def record_success(self, *, generation: int | None = None) -> None:
+        """Report a healthy upstream: end the failure streak; a half-open breaker closes.
+
+        Ignored while OPEN, and when ``generation`` (the call's) is not the current one.
+        """
         state = self.state
-        if state is BreakerState.OPEN:
+        if state is BreakerState.OPEN or self._stale(generation):
             return
         self._failures = 0
         if state is BreakerState.HALF_OPEN:
             self._probing = False
             self._transition(BreakerState.CLOSED, at=self._clock())
 
-    def record_failure(self) -> None:
-        """Report a failure: a half-open breaker reopens; a closed one opens at the threshold."""
+    def record_failure(self, *, generation: int | None = None) -> None:
+        """Report a failure: a half-open breaker reopens; a closed one opens at the threshold.
+
+        Ignored while OPEN, and when ``generation`` (the call's) is not the current one.
+        """
         state = self.state
-        if state is BreakerState.OPEN:
+        if state is BreakerState.OPEN or self._stale(generation):
             return
         self._failures += 1
         if state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
@@ -185,17 +210,18 @@ class CircuitBreaker:
         """
         if not self.allow():
             raise CircuitOpen(self.name, self.retry_after_s)
+        generation = self._generation  # allow() has read the state: this is the call's
         try:
             result = await fn()
         except BaseException as exc:
             if self.is_failure(exc):
-                self.record_failure()
-            elif isinstance(exc, Exception):
-                self.record_success()
+                self.record_failure(generation=generation)
+            elif isinstance(exc, Exception) and not isinstance(exc, GuardRefused):
+                self.record_success(generation=generation)
             else:
-                self.release()
+                self.release(generation=generation)
             raise
-        self.record_success()
+        self.record_success(generation=generation)
         return result
 
     def snapshot(self) -> dict[str, Any]:
@@ -220,6 +246,8 @@ class CircuitBreaker:
 
     def _transition(self, new: BreakerState, *, at: float) -> None:
         old, self._state = self._state, new
+        if old is not new:
+            self._generation += 1
         if self._on_change is not None and old is not new:
             self._on_change(BreakerEvent(self.name, old, new, at))
 

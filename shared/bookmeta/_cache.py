@@ -8,6 +8,12 @@ Lifetime of an entry written at ``t``::
 KV expires entries itself (``expirationTtl``); R2 has no TTL, so its expiry lives in
 custom metadata and is checked on read. Negative entries ("not found") live in KV only,
 for ``negative_ttl_s``.
+
+Writes made on behalf of a read (storing a loaded value, promoting an R2 hit to KV) are best
+effort: scheduled through ``schedule`` (``waitUntil``) so the answer never waits on them, and
+a tier that refuses the write (KV allows one write per second per key) is logged and reported
+through ``on_write_failure``, never raised. ``set``/``set_negative`` still raise: their
+callers asked for the write.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,13 +68,38 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheWriteFailure:
+    """A best-effort write that a tier refused; ``op`` is ``store``, ``negative`` or ``promote``."""
+
+    key: str
+    tier: Literal["kv", "r2"]
+    op: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What `TwoTierCache.sweep_expired` did: objects looked at, deleted, where to resume
+    (None once the walk reached the end of the cold tier)."""
+
+    scanned: int
+    deleted: int
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyStatus:
-    """Where a key is cached and until when (for verification)."""
+    """Where a key is cached and until when (for verification).
+
+    ``negative``: no tier holds a value, but KV remembers that the key has none (a
+    not-found entry, for ``negative_ttl_s``).
+    """
 
     key: str
     tier: Literal["kv", "r2"] | None
     fresh_until: float | None
     expires_at: float | None
+    negative: bool = False
 
 
 Loader = Callable[[], Awaitable[Any]]
@@ -92,6 +123,7 @@ class TwoTierCache:
         clock: Clock = wall_clock,
         single_flight: SingleFlight[str, Any] | None = None,
         cold_prefix: str = "cache/",
+        on_write_failure: Callable[[CacheWriteFailure], None] | None = None,
     ) -> None:
         if hot_ttl_s < KV_MIN_TTL_S or negative_ttl_s < KV_MIN_TTL_S:
             raise ValueError(f"KV TTLs must be at least {KV_MIN_TTL_S}s")
@@ -105,6 +137,7 @@ class TwoTierCache:
         self.clock = clock
         self.single_flight: SingleFlight[str, Any] = single_flight or SingleFlight()
         self.cold_prefix = cold_prefix
+        self.on_write_failure = on_write_failure
 
     # -- reads -------------------------------------------------------------------------
 
@@ -160,10 +193,12 @@ class TwoTierCache:
 
     async def _status(self, key: str) -> KeyStatus:
         now = self.clock()
+        negative = False
         if self.hot is not None:
             got = await self.hot.get_with_metadata(key)
             meta = got.metadata or {}
-            if got.value is not None and "f" in meta and not meta.get("n"):
+            negative = got.value is not None and bool(meta.get("n"))
+            if got.value is not None and "f" in meta and not negative:
                 return KeyStatus(key, "kv", float(meta["f"]), float(meta["x"]))
         if self.cold is not None:
             head = await self.cold.head(self.cold_prefix + key)
@@ -171,42 +206,84 @@ class TwoTierCache:
                 expires = float(head["expires_at"])
                 if expires > now:
                     return KeyStatus(key, "r2", float(head["fresh_until"]), expires)
-        return KeyStatus(key, None, None, None)
+        return KeyStatus(key, None, None, None, negative)
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    async def sweep_expired(
+        self, *, cursor: str | None = None, max_pages: int = 1, page_size: int = 1000
+    ) -> SweepReport:
+        """Delete cold entries past their cold TTL (R2 keeps objects until deleted).
+
+        Walks the cold prefix ``page_size`` objects per list (custom metadata included, so no
+        read per object), from ``cursor``, for at most ``max_pages`` pages, deleting each
+        page's expired entries in one operation: at most two subrequests per page. An entry
+        whose metadata does not parse is left alone (a read already ignores it; the next store
+        replaces it).
+        """
+        if self.cold is None:
+            return SweepReport(0, 0, None)
+        now = self.clock()
+        scanned = deleted = 0
+        for _ in range(max_pages):
+            page = await self.cold.list(
+                self.cold_prefix, cursor=cursor, limit=page_size, include_metadata=True
+            )
+            expired = [k for k in page.keys if _expired(page.metadata.get(k), now)]
+            if expired:
+                await self.cold.delete_many(expired)
+            scanned += len(page.keys)
+            deleted += len(expired)
+            cursor = page.cursor
+            if cursor is None:
+                break
+        log.info(json.dumps({"event": "cache.swept", "scanned": scanned, "deleted": deleted}))
+        return SweepReport(scanned, deleted, cursor)
 
     # -- writes ------------------------------------------------------------------------
 
     async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` in both tiers (R2 only when it is too big for KV)."""
-        now = self.clock()
-        fresh_until = now + self.hot_ttl_s
-        expires_at = now + self.cold_ttl_s
-        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        writes: list[Awaitable[None]] = []
-        if self.hot is not None:
-            writes.append(self._put_hot(key, value, now, fresh_until, expires_at, self.hot_ttl_s))
-        if self.cold is not None:
-            writes.append(
-                self.cold.put(
-                    self.cold_prefix + key,
-                    body,
-                    content_type="application/json",
-                    custom_metadata={
-                        "stored_at": f"{now:.3f}",
-                        "fresh_until": f"{fresh_until:.3f}",
-                        "expires_at": f"{expires_at:.3f}",
-                        "v": str(_ENVELOPE_VERSION),
-                    },
-                )
-            )
-        await asyncio.gather(*writes)
+        """Store ``value`` in both tiers (R2 only when it is too big for KV).
+
+        Raises:
+            Exception: what a tier's binding threw (the first one), after both writes ran.
+        """
+        await _all(self._writes(key, value).values())
 
     async def set_negative(self, key: str) -> None:
         """Remember briefly that ``key`` has no result (KV only)."""
+        await _all(self._negative_writes(key).values())
+
+    def _writes(self, key: str, value: Any) -> dict[Literal["kv", "r2"], Awaitable[None]]:
+        now = self.clock()
+        fresh_until = now + self.hot_ttl_s
+        expires_at = now + self.cold_ttl_s
+        writes: dict[Literal["kv", "r2"], Awaitable[None]] = {}
+        if self.hot is not None:
+            writes["kv"] = self._put_hot(key, value, now, fresh_until, expires_at, self.hot_ttl_s)
+        if self.cold is not None:
+            body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            writes["r2"] = self.cold.put(
+                self.cold_prefix + key,
+                body,
+                content_type="application/json",
+                custom_metadata={
+                    "stored_at": f"{now:.3f}",
+                    "fresh_until": f"{fresh_until:.3f}",
+                    "expires_at": f"{expires_at:.3f}",
+                    "v": str(_ENVELOPE_VERSION),
+                },
+            )
+        return writes
+
+    def _negative_writes(self, key: str) -> dict[Literal["kv", "r2"], Awaitable[None]]:
         if self.hot is None:
-            return
+            return {}
         now = self.clock()
         until = now + self.negative_ttl_s
-        await self._put_hot(key, None, now, until, until, self.negative_ttl_s, negative=True)
+        return {
+            "kv": self._put_hot(key, None, now, until, until, self.negative_ttl_s, negative=True)
+        }
 
     async def _put_hot(
         self,
@@ -236,21 +313,66 @@ class TwoTierCache:
         )
 
     async def _promote(self, key: str, entry: CacheEntry) -> None:
+        """Copy an R2 entry to KV unless KV already holds one stored as late or later."""
         if self.hot is None:
             return
-        remaining = math.ceil(entry.fresh_until - self.clock())
-        await self._put_hot(
-            key, entry.value, entry.stored_at, entry.fresh_until, entry.expires_at, remaining
+        try:
+            current = await self.hot.get_with_metadata(key)
+            stored = (current.metadata or {}).get("s")
+            if (
+                current.value is not None
+                and stored is not None
+                and float(stored) >= entry.stored_at
+            ):
+                return  # another request stored a fresher (or the same) entry meanwhile
+            remaining = math.ceil(entry.fresh_until - self.clock())
+            await self._put_hot(
+                key, entry.value, entry.stored_at, entry.fresh_until, entry.expires_at, remaining
+            )
+        except Exception as exc:  # best effort: the R2 copy keeps serving
+            self._write_failed(key, "kv", "promote", exc)
+
+    async def _store(self, key: str, value: Any) -> None:
+        """Store a loaded value (or its negative entry), best effort per tier."""
+        if value is None:
+            op, writes = "negative", self._negative_writes(key)
+        else:
+            op, writes = "store", self._writes(key, value)
+        tiers = list(writes)
+        results = await asyncio.gather(*writes.values(), return_exceptions=True)
+        for tier, result in zip(tiers, results, strict=True):
+            if isinstance(result, Exception):
+                self._write_failed(key, tier, op, result)
+            elif isinstance(result, BaseException):
+                raise result  # cancellation is not a write failure
+
+    def _write_failed(
+        self, key: str, tier: Literal["kv", "r2"], op: str, exc: BaseException
+    ) -> None:
+        failure = CacheWriteFailure(key, tier, op, f"{type(exc).__name__}: {exc}"[:300])
+        log.warning(
+            json.dumps(
+                {
+                    "event": "cache.write_failed",
+                    "key": key,
+                    "tier": tier,
+                    "op": op,
+                    "error": failure.error,
+                }
+            )
         )
+        if self.on_write_failure is not None:
+            self.on_write_failure(failure)
 
     # -- read-through --------------------------------------------------------------------
 
     async def get_or_load(self, key: str, loader: Loader, *, schedule: Schedule) -> Lookup:
-        """Serve from cache, or load once (single-flight), store, and serve.
+        """Serve from cache, or load once (single-flight) and serve; storing is background work.
 
         Stale entries are served at once and refreshed through ``schedule`` (``waitUntil``).
-        When ``loader`` raises, an entry of any age is served as stale; without one the
-        error propagates.
+        A loaded value is returned as soon as it is loaded; its store (and an R2 hit's
+        promotion to KV) runs through ``schedule``, best effort. When ``loader`` raises, an
+        entry of any age is served as stale; without one the error propagates.
         """
         entry = await self.get(key)
         now = self.clock()
@@ -259,10 +381,10 @@ class TwoTierCache:
                 schedule(self._promote(key, entry))
             return Lookup(entry.value, entry.tier, entry.negative)
         if entry is not None and not entry.negative and not entry.is_expired(now):
-            schedule(self._refresh(key, loader))
+            schedule(self._refresh(key, loader, schedule))
             return Lookup(entry.value, "stale")
         try:
-            value = await self.single_flight.do(key, lambda: self._load_and_store(key, loader))
+            value = await self.single_flight.do(key, lambda: self._load(key, loader, schedule))
         except Exception:
             if entry is not None and not entry.negative:
                 log.warning(json.dumps({"event": "cache.serve_expired", "key": key}))
@@ -270,18 +392,33 @@ class TwoTierCache:
             raise
         return Lookup(value, "miss", value is None)
 
-    async def _load_and_store(self, key: str, loader: Loader) -> Any:
+    async def _load(self, key: str, loader: Loader, schedule: Schedule) -> Any:
+        # The shared call only loads: a storage error can never fail it (nor make joiners
+        # repeat the load). The flight's starter schedules the one store.
         value = await loader()
-        if value is None:
-            await self.set_negative(key)
-        else:
-            await self.set(key, value)
+        schedule(self._store(key, value))
         return value
 
-    async def _refresh(self, key: str, loader: Loader) -> None:
+    async def _refresh(self, key: str, loader: Loader, schedule: Schedule) -> None:
         try:
-            await self.single_flight.do(key, lambda: self._load_and_store(key, loader))
+            await self.single_flight.do(key, lambda: self._load(key, loader, schedule))
         except Exception as exc:  # background work: log, keep the stale entry
             log.warning(
                 json.dumps({"event": "cache.refresh_failed", "key": key, "error": repr(exc)})
             )
+
+
+async def _all(writes: Iterable[Awaitable[None]]) -> None:
+    """Await every write; raise the first failure once all have finished."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _expired(meta: Mapping[str, str] | None, now: float) -> bool:
+    """True for cold metadata whose ``expires_at`` has passed."""
+    try:
+        return meta is not None and float(meta["expires_at"]) <= now
+    except (KeyError, TypeError, ValueError):
+        return False

@@ -57,6 +57,12 @@ class Service(Protocol):
     async def call(self, method: str, *args: Any) -> Any: ...
 
 
+class ObjectNamespace(Protocol):
+    """A Durable Object namespace binding: a stub per object name (RPC via ``call``)."""
+
+    def get_by_name(self, name: str) -> Service: ...
+
+
 class RateLimitBinding(Protocol):
     """Cloudflare's Rate Limiting binding: one more call for ``key``, allowed or not.
 
@@ -81,6 +87,7 @@ class WorkerEnv(Protocol):
     def service(self, name: str) -> Service | None: ...
 
     def rate_limit(self, name: str) -> RateLimitBinding | None: ...
+    def durable_object(self, name: str) -> ObjectNamespace | None: ...
 
     async def secret(self, name: str) -> str | None: ...
 

@@ -12,7 +12,12 @@ Foreign errors (httpx, JSON, runtime) are translated at the edge with ``raise ..
     ├── UpstreamError                 a provider failed (``provider``, ``status``)
     │   └── RateLimited               the provider said 429 (``retry_after_s``)
     ├── CircuitOpen                   the breaker for a dependency fails fast (``retry_after_s``)
+    ├── GuardRefused                  our own guard refused a call before it was made
+    │   └── QuotaExhausted            the key's daily quota (or its share of it) is spent
     └── TooManyRequests               a per-client limit refused the caller (``retry_after_s``)
+
+A ``GuardRefused`` call never reached the provider: it is not retried, and a circuit breaker
+records no outcome for it (it proves nothing about the provider's health).
 """
 
 from __future__ import annotations
@@ -92,6 +97,35 @@ class CircuitOpen(BookmetaError):  # noqa: N818
         super().__init__(f"circuit {name!r} is open; retry after {retry_after_s:.1f}s")
         self.name = name
         self.retry_after_s = retry_after_s
+
+
+class GuardRefused(BookmetaError):  # noqa: N818
+    """A guard in front of ``provider`` refused the call before it was made.
+
+    ``reason`` says why (``"rate"``: no slot within the caller's wait; ``"unavailable"``: the
+    guard could not be asked); ``retry_after_s`` is when asking again makes sense.
+    """
+
+    def __init__(
+        self, provider: str, reason: str, message: str, *, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.reason = reason
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExhausted(GuardRefused):
+    """The daily quota of ``provider``'s key (or the caller's share of it) is spent.
+
+    ``retry_after_s`` runs until the quota resets (00:00 UTC for ISBNdb).
+    """
+
+    def __init__(
+        self, provider: str, message: str = "daily quota spent", *, retry_after_s: float | None
+    ) -> None:
+        super().__init__(provider, "quota", message, retry_after_s=retry_after_s)
 
 
 class TooManyRequests(BookmetaError):  # noqa: N818

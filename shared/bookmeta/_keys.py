@@ -27,11 +27,12 @@ __all__ = [
     "search_key",
 ]
 
-KEY_VERSION = "v1"
+# v2: normalize_key keeps + # and word-leading . - (C++ and C# were one key in v1).
+KEY_VERSION = "v2"
 MAX_KEY_BYTES = 512
 # The warmer <-> proxy contract (ARCHITECTURE.md): the proxy's default langRestrict, the
 # author search the warmer sends (maxResults, no translations), and the ISBNdb author page
-# both ask the isbndb worker for (so its LRU answers the second ask).
+# both ask the isbndb worker for (so its LRU or shared KV answers the second ask).
 DEFAULT_LANG = "en"
 AUTHOR_WARM_MAX_RESULTS = 40
 AUTHOR_PAGE_SIZE = 50
@@ -84,11 +85,14 @@ def search_key(
     max_results: int,
     lang: str | None = None,
     translations: bool = True,
+    start: int = 0,
 ) -> str:
     """Return the cache key of a search, the same for the proxy and the warmer.
 
     ``kind`` is a :class:`~bookmeta._query.QueryKind` value (``"isbn"``, ``"author"``, ...);
     for ``"isbn"`` the query is canonicalized first so every spelling of one ISBN shares a key.
+    ``start`` (Google's ``startIndex``) is part of the key from 1 on; the first page's key
+    has none, so it is the key the warmer's author search reads (``author_warm_key``).
 
     Raises:
         InvalidISBN: ``kind`` is ``"isbn"`` and ``q`` is not a valid ISBN.
@@ -102,6 +106,7 @@ def search_key(
         max=max_results,
         lang=lang,
         translations=translations,
+        start=start or None,
     )
 
 

@@ -2,8 +2,11 @@
 
 Two normal forms: ``normalize_display`` keeps what the user typed (case, accents) minus
 whitespace noise and invisible format characters, for upstream calls, logs and display;
-``normalize_key`` folds everything that must not split the cache (case, accents, punctuation,
-spacing).
+``normalize_key`` folds what does not change what a provider searches for (case, accents,
+spacing, punctuation its tokenizer drops), and keeps what does: ``+`` and ``#`` (C++, C#, F#),
+a ``.`` or ``-`` that starts a word (.NET, the exclusion operator ``-word``) and a ``.`` between
+digits (3.11). Two queries that share a key share a cached answer, so folding too much serves
+one book list for another.
 
 ``classify`` decides what kind of search a query is. Heuristic, in order:
 
@@ -118,6 +121,36 @@ def _is_diacritic(ch: str) -> bool:
     return any(low <= code <= high for low, high in _DIACRITIC_BLOCKS)
 
 
+# Kept in the key as typed: they change what a provider looks for (C++, C#, F#).
+_KEPT = frozenset("+#")
+# Kept where they start a word before a letter or digit (.NET, -word) and, for ".", between
+# digits (3.11); elsewhere (J.R.R., Part-One, a final ".") folded like other punctuation.
+_WORD_LEADING = frozenset(".-")
+
+
+def _is_alnum(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LN"
+
+
+def _is_digit(ch: str) -> bool:
+    return unicodedata.category(ch) == "Nd"
+
+
+def _place_word_leading(chars: str) -> str:
+    """Turn the ``.`` and ``-`` of ``chars`` that carry no meaning upstream into spaces."""
+    out: list[str] = []
+    last = len(chars) - 1
+    for i, ch in enumerate(chars):
+        if ch in _WORD_LEADING:
+            before = out[-1] if out else " "
+            after = chars[i + 1] if i < last else " "
+            starts_word = before == " " and _is_alnum(after)
+            decimal = ch == "." and _is_digit(before) and _is_digit(after)
+            ch = ch if starts_word or decimal else " "
+        out.append(ch)
+    return "".join(out)
+
+
 def _fold_once(q: str) -> str:
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", q).casefold())
     out: list[str] = []
@@ -126,14 +159,21 @@ def _fold_once(q: str) -> str:
             continue
         if ch in _APOSTROPHES:
             continue
-        out.append(ch if unicodedata.category(ch)[0] in "LNM" else " ")
-    return " ".join(unicodedata.normalize("NFC", "".join(out)).split())
+        kept = unicodedata.category(ch)[0] in "LNM" or ch in _KEPT or ch in _WORD_LEADING
+        out.append(ch if kept else " ")
+    folded = _place_word_leading(unicodedata.normalize("NFC", "".join(out)))
+    return " ".join(folded.split())
 
 
 # ASCII fast path: NFKC/NFKD are identities, casefold is lower(), no diacritics; the ASCII
-# apostrophe is dropped and every other non-alphanumeric character becomes a space.
+# apostrophe is dropped, + # . - kept (. and - then placed), every other non-alphanumeric
+# character becomes a space.
 _ASCII_FOLD = str.maketrans(
-    {chr(c): (None if chr(c) in _APOSTROPHES else " ") for c in range(128) if not chr(c).isalnum()}
+    {
+        chr(c): (None if chr(c) in _APOSTROPHES else " ")
+        for c in range(128)
+        if not chr(c).isalnum() and chr(c) not in _KEPT | _WORD_LEADING
+    }
 )
 
 
@@ -147,16 +187,20 @@ def _fold_slow(q: str) -> str:
 
 
 def normalize_key(q: str) -> str:
-    """Return the cache-key form of ``q``: case, diacritics, punctuation and spacing folded.
+    """Return the cache-key form of ``q``: case, diacritics, spacing and idle punctuation folded.
 
     NFKC, casefold, NFKD with combining diacritics (U+0300 block and kin) dropped while
-    script-specific marks (virama, dakuten) stay, apostrophes removed, every other
-    character that is not a letter, digit or mark (of any script) turned into a space,
-    whitespace collapsed and trimmed. Idempotent: ``normalize_key(normalize_key(q))`` equals
-    ``normalize_key(q)``.
+    script-specific marks (virama, dakuten) stay, apostrophes removed; ``+`` and ``#`` kept,
+    ``.`` and ``-`` kept where they start a word before a letter or digit (``.net``, ``-word``)
+    and ``.`` between digits (``3.11``); every other character that is not a letter, digit or
+    mark (of any script) turned into a space, whitespace collapsed and trimmed. Idempotent:
+    ``normalize_key(normalize_key(q))`` equals ``normalize_key(q)``.
     """
     if q.isascii():
-        return " ".join(q.lower().translate(_ASCII_FOLD).split())
+        folded = q.lower().translate(_ASCII_FOLD)
+        if "." in folded or "-" in folded:
+            folded = _place_word_leading(folded)
+        return " ".join(folded.split())
     return _fold_slow(q)
 
 

@@ -1,4 +1,4 @@
-"""The narrow storage seams: the few KV and R2 operations the code actually calls.
+"""The narrow storage seams: the few KV, R2 and SQLite operations the code actually calls.
 
 `bookmeta.runtime` adapts the runtime's bindings to these; tests use the strict fakes
 in `tests/harness` through the same adapter.
@@ -6,7 +6,7 @@ in `tests/harness` through the same adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,6 +15,10 @@ KV_VALUE_MAX_BYTES = 25 * 1024 * 1024
 KV_METADATA_MAX_BYTES = 1024
 KV_MIN_TTL_S = 60
 R2_CUSTOM_METADATA_MAX_BYTES = 8192
+R2_DELETE_MAX_KEYS = 1000
+SQL_MAX_PARAMS = 100  # bound parameters per statement in a Durable Object's SQLite
+
+SqlValue = int | float | str | bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +75,11 @@ class Blob:
 
 @dataclass(frozen=True, slots=True)
 class BlobListing:
-    """One page of `BlobStore.list`."""
+    """One page of `BlobStore.list`; ``metadata`` (custom metadata by key) only when asked."""
 
     keys: list[str]
     cursor: str | None = None
+    metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class BlobStore(Protocol):
@@ -95,6 +100,26 @@ class BlobStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete up to ``R2_DELETE_MAX_KEYS`` keys in one operation."""
+        ...
+
     async def list(
-        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+        self,
+        prefix: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        include_metadata: bool = False,
     ) -> BlobListing: ...
+
+
+class SqlStore(Protocol):
+    """A Durable Object's SQLite database (``ctx.storage.sql``): synchronous, one statement.
+
+    ``execute`` runs ``sql`` with ``?`` placeholders bound to ``params`` and returns every
+    row as a plain dict (column name -> value; BLOBs as bytes). It raises what the
+    database raises (a constraint, a syntax error).
+    """
+
+    def execute(self, sql: str, *params: SqlValue) -> list[dict[str, SqlValue]]: ...

@@ -1,7 +1,8 @@
 """The only module that touches the Workers runtime (`workers`, JS proxies).
 
 It turns the runtime's request, env bindings and context into bookmeta's small
-interfaces (`Request`/`Response`, `KVStore`, `BlobStore`, `Service`, `WorkerEnv`) and back.
+interfaces (`Request`/`Response`, `KVStore`, `BlobStore`, `Service`, `ObjectNamespace`,
+`SqlStore`, `WorkerEnv`) and back.
 Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) stops here.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from workers import Response as RuntimeResponse
@@ -17,7 +18,7 @@ from workers import Response as RuntimeResponse
 from ._env import Clocks, current_clocks
 from ._errors import PayloadTooLarge, UpstreamError
 from ._http import Request, Response
-from ._stores import Blob, BlobListing, KVEntry, KVListing
+from ._stores import Blob, BlobListing, KVEntry, KVListing, SqlValue
 
 log = logging.getLogger("bookmeta.runtime")
 
@@ -42,6 +43,15 @@ def to_python(value: Any) -> Any:
     if isinstance(value, memoryview):
         return value.tobytes()
     return value
+
+
+def _js_array(values: Sequence[str]) -> Any:
+    """A JS array of ``values`` (a list crosses into JS as a proxy otherwise)."""
+    try:
+        from pyodide.ffi import to_js
+    except ImportError:  # CPython (the tests): the fakes take Python lists
+        return list(values)
+    return to_js(list(values))
 
 
 def _headers(raw: Any) -> dict[str, str]:
@@ -183,16 +193,32 @@ class R2Binding:
     async def delete(self, key: str) -> None:
         await self._raw.delete(key)
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._raw.delete(_js_array(keys))
+
     async def list(
-        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+        self,
+        prefix: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        include_metadata: bool = False,
     ) -> BlobListing:
         options: dict[str, Any] = {"prefix": prefix, "limit": limit}
         if cursor:
             options["cursor"] = cursor
+        if include_metadata:
+            options["include"] = _js_array(["customMetadata"])
         page = await self._raw.list(**options)
-        keys = [str(_field(o, "key")) for o in _field(page, "objects", []) or []]
+        objects = list(_field(page, "objects", []) or [])
+        keys = [str(_field(o, "key")) for o in objects]
+        metadata: dict[str, Mapping[str, str]] = {}
+        if include_metadata:
+            for key, obj in zip(keys, objects, strict=True):
+                metadata[key] = to_python(_field(obj, "customMetadata")) or {}
         truncated = bool(_field(page, "truncated", False))
-        return BlobListing(keys, _field(page, "cursor") if truncated else None)
+        return BlobListing(keys, _field(page, "cursor") if truncated else None, metadata)
 
 
 class ServiceBinding:
@@ -230,6 +256,53 @@ class ServiceBinding:
         except Exception as exc:
             raise self._failed(f"call {method}", exc) from exc
         return to_python(result)
+
+
+class DurableObjectBinding:
+    """`ObjectNamespace` over a Durable Object namespace binding.
+
+    ``get_by_name`` gives the object's stub as a `ServiceBinding` (RPC through ``call``;
+    a call that throws becomes ``UpstreamError(<binding name>, None, ...)``).
+    """
+
+    def __init__(self, raw: Any, name: str = "durable_object") -> None:
+        self._raw = raw
+        self._name = name
+
+    def get_by_name(self, name: str) -> ServiceBinding:
+        return ServiceBinding(self._raw.getByName(name), self._name)
+
+
+def _sql_value(value: Any) -> SqlValue:
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    if isinstance(value, memoryview):  # a BLOB arrives as an ArrayBuffer
+        return value.tobytes()
+    if type(value).__name__ in ("JsNull", "JsUndefined"):  # older SDKs pass JS null through
+        return None
+    raise TypeError(f"unexpected SQL value of type {type(value).__name__}")
+
+
+class SqlBinding:
+    """`SqlStore` over a Durable Object's ``ctx.storage.sql``.
+
+    Rows are JS objects read by attribute (older SDKs) or dict subclasses (newer ones);
+    both become plain dicts here, one key per ``columnNames`` entry.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, *params: SqlValue) -> list[dict[str, SqlValue]]:
+        cursor = self._raw.exec(sql, *params)
+        columns = [str(c) for c in cursor.columnNames]
+        return [
+            {
+                c: _sql_value(row[c] if isinstance(row, Mapping) else getattr(row, c))
+                for c in columns
+            }
+            for row in cursor.toArray()
+        ]
 
 
 class RuntimeRateLimit:
@@ -291,6 +364,10 @@ class RuntimeEnv:
     def rate_limit(self, name: str) -> RuntimeRateLimit | None:
         raw = self._binding(name)
         return None if raw is None else RuntimeRateLimit(raw, name)
+
+    def durable_object(self, name: str) -> DurableObjectBinding | None:
+        raw = self._binding(name)
+        return None if raw is None else DurableObjectBinding(raw, name)
 
     async def secret(self, name: str) -> str | None:
         """A Secrets Store binding (``await get()``) or a plain secret string."""

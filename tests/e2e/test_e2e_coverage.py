@@ -127,3 +127,32 @@ def test_both_crons_run(e2e: WorkersSession) -> None:
         tick = e2e.scheduled(cron)
         assert tick.status_code == 200, f"{cron}: {tick.text}\n{e2e.log_tail()}"
     assert "Traceback" not in e2e.log_tail(20000)
+
+
+def test_library_page_is_html_for_browsers_and_json_for_clients(e2e: WorkersSession) -> None:
+    """/libraries/{id}: HTML when the browser asks for it first (no library data without the
+    token), the same JSON as before for API clients; the page's script is same-origin."""
+    csv = "Title,Author,ISBN\r\nThe Hobbit,J.R.R. Tolkien,9780547928227\r\n"
+    upload = e2e.warmer(
+        "POST",
+        "/libraries?filename=secret-shelf.csv",
+        content=csv,
+        headers={**e2e.auth, "content-type": "text/csv"},
+    )
+    assert upload.status_code == 201, upload.text
+    library = upload.json()["id"]
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    public = e2e.warmer("GET", f"/libraries/{library}", headers=browser)
+    assert public.status_code == 200, public.text
+    assert public.headers["content-type"].startswith("text/html")
+    assert "script-src" in public.headers["content-security-policy"]
+    assert public.headers["x-content-type-options"] == "nosniff"
+    assert "secret-shelf" not in public.text
+    full = e2e.warmer("GET", f"/libraries/{library}", headers={**browser, **e2e.auth})
+    assert "secret-shelf" in full.text
+    api = e2e.warmer("GET", f"/libraries/{library}", headers=e2e.auth)
+    assert api.headers["content-type"].startswith("application/json")
+    assert api.json()["id"] == library
+    script = e2e.warmer("GET", "/dashboard.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")

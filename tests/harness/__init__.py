@@ -1,4 +1,5 @@
-"""In-process Workers harness: strict fakes of KV, R2, service bindings, context and cron."""
+"""In-process Workers harness: strict fakes of KV, R2, Durable Objects, service bindings,
+context and cron."""
 
 from .bindings import (
     DataCloneError,
@@ -10,20 +11,34 @@ from .bindings import (
     Traffic,
     rpc_clone,
 )
+from .durable import (
+    DurableObjectError,
+    DurableObjects,
+    FakeDurableObjectNamespace,
+    FakeSqlStorage,
+    ObjectCall,
+    SqlRow,
+)
 from .storage import FakeKV, FakeR2, KVError, R2Error
 from .system import System, WorkerSpec, load_specs
 
 __all__ = [
     "DataCloneError",
+    "DurableObjectError",
+    "DurableObjects",
     "FakeContext",
     "FakeController",
+    "FakeDurableObjectNamespace",
     "FakeKV",
     "FakeR2",
     "FakeRateLimit",
     "FakeSecret",
     "FakeServiceBinding",
+    "FakeSqlStorage",
     "KVError",
+    "ObjectCall",
     "R2Error",
+    "SqlRow",
     "System",
     "Traffic",
     "WorkerSpec",

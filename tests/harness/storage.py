@@ -37,16 +37,23 @@ class _KVItem:
 
 @dataclass
 class FakeKV:
-    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging."""
+    """Workers KV namespace: TTLs, key/metadata limits, 1 write/s per key, list paging.
+
+    ``failing`` names operations (``get``, ``put``, ``delete``, ``list``) that throw, as
+    during an outage, a KV incident or past the Free plan's daily limits.
+    """
 
     clock: Clock = field(default_factory=FakeClock)
     enforce_write_rate: bool = True
     items: dict[str, _KVItem] = field(default_factory=dict)
     last_write: dict[str, float] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
 
     def _count(self, op: str) -> None:
         self.ops[op] = self.ops.get(op, 0) + 1
+        if op in self.failing:
+            raise KVError(f"KV {op.upper()} failed: 503 Service Unavailable (injected fault)")
 
     def _check_key(self, key: Any) -> None:
         if not isinstance(key, str) or key == "":
@@ -223,13 +230,19 @@ class _R2Item:
 
 @dataclass
 class FakeR2:
-    """R2 bucket: put/get/head/delete/list, custom metadata <= 8 KiB, string metadata values."""
+    """R2 bucket: put/get/head/delete/list, custom metadata <= 8 KiB, string metadata values.
+
+    ``failing`` names operations (``get``, ``head``, ``put``, ``delete``, ``list``) that throw.
+    """
 
     items: dict[str, _R2Item] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
 
     def _count(self, op: str) -> None:
         self.ops[op] = self.ops.get(op, 0) + 1
+        if op in self.failing:
+            raise R2Error(f"R2 {op} failed: 503 Service Unavailable (injected fault)")
 
     @staticmethod
     def _check_key(key: Any) -> None:
@@ -288,6 +301,8 @@ class FakeR2:
 
     async def delete(self, keys: str | list[str]) -> None:
         self._count("delete")
+        if not isinstance(keys, str) and len(keys) > 1000:
+            raise R2Error("R2 delete takes at most 1000 keys")
         for key in [keys] if isinstance(keys, str) else list(keys):
             self._check_key(key)
             self.items.pop(key, None)
@@ -304,9 +319,12 @@ class FakeR2:
         if not 1 <= limit <= 1000:
             raise R2Error("R2 list limit must be between 1 and 1000")
         names = sorted(k for k in self.items if k.startswith(prefix or ""))
-        start = int(cursor) if cursor else 0
-        page = names[start : start + limit]
-        truncated = start + limit < len(names)
+        # Like R2's, the cursor resumes after the last key listed: deleting keys already
+        # listed (a sweep) does not make the next page skip any.
+        after = base64.b64decode(cursor).decode() if cursor else None
+        names = [k for k in names if after is None or k > after]
+        page = names[:limit]
+        truncated = limit < len(names)
         objects = []
         for name in page:
             item = self.items[name]
@@ -320,7 +338,7 @@ class FakeR2:
             objects.append(obj)
         out = JsDict(objects=objects, truncated=truncated, delimitedPrefixes=[])
         if truncated:
-            out["cursor"] = str(start + limit)
+            out["cursor"] = base64.b64encode(page[-1].encode()).decode()
         return out
 
     def text(self, key: str) -> str | None:

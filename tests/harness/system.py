@@ -1,9 +1,11 @@
 """The in-process system: the three workers wired from `wrangler.toml.d/` as deployed.
 
 Each `System` is one set of isolates: entry modules are loaded fresh (so per-isolate state
-starts empty), KV namespaces are shared by id and R2 buckets by name across workers, and
-service bindings dispatch to the bound worker's `Default` in-process. A test fails when
-config and code disagree (a binding the code needs is missing, a service name is wrong).
+starts empty), KV namespaces are shared by id and R2 buckets by name across workers, Durable
+Object namespaces by worker and class, and service bindings dispatch to the bound worker's
+`Default` in-process. `sibling()` gives another set of isolates over the same storage (as
+Cloudflare runs many). A test fails when config and code disagree (a binding the code needs
+is missing, a service name is wrong, a Durable Object class has no migration).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .bindings import (
     FakeServiceBinding,
     Traffic,
 )
+from .durable import DurableObjects, FakeDurableObjectNamespace
 from .storage import FakeKV, FakeR2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +62,14 @@ async def _drain(contexts: list[FakeContext]) -> None:
         raise errors[0]
 
 
+@dataclass(frozen=True)
+class ObjectBinding:
+    """One ``[[durable_objects.bindings]]`` entry."""
+
+    class_name: str
+    script_name: str | None = None  # another worker's service name; None = this worker
+
+
 @dataclass
 class WorkerSpec:
     """One worker as its config declares it (top level or one `[env.X]`)."""
@@ -75,6 +86,21 @@ class WorkerSpec:
     crons: list[str] = field(default_factory=list)
     # binding -> (namespace id, limit, period)
     ratelimits: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    durable_objects: dict[str, ObjectBinding] = field(default_factory=dict)
+    migrations: list[dict[str, Any]] = field(default_factory=list)
+
+    def object_classes(self) -> dict[str, bool]:
+        """Durable Object classes the migrations leave in place: name -> SQLite-backed."""
+        classes: dict[str, bool] = {}
+        for step in self.migrations:
+            classes.update(dict.fromkeys(step.get("new_sqlite_classes", []), True))
+            classes.update(dict.fromkeys(step.get("new_classes", []), False))
+            for rename in step.get("renamed_classes", []):
+                if rename.get("from") in classes:
+                    classes[rename["to"]] = classes.pop(rename["from"])
+            for name in step.get("deleted_classes", []):
+                classes.pop(name, None)
+        return classes
 
 
 def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[str, WorkerSpec]:
@@ -101,6 +127,12 @@ def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[st
                 b["name"]: (str(b["namespace_id"]), b["simple"]["limit"], b["simple"]["period"])
                 for b in section.get("ratelimits", [])
             },
+            durable_objects={
+                b["name"]: ObjectBinding(b["class_name"], b.get("script_name"))
+                for b in section.get("durable_objects", {}).get("bindings", [])
+            },
+            # Migrations are inherited by environments (bindings are not).
+            migrations=list(section.get("migrations", top.get("migrations", []))),
         )
         specs[spec.key] = spec
     return specs
@@ -142,8 +174,10 @@ class System:
         self.buckets: dict[str, FakeR2] = {}
         self.rate_limits: dict[str, FakeRateLimit] = {}
         self.client_ip = client_ip
+        self.objects = DurableObjects()
         self.modules: dict[str, ModuleType] = {}
         self.envs: dict[str, FakeEnv] = {}
+        self._overrides = {k: dict(v) for k, v in (vars or {}).items()}
         for spec in self.specs.values():
             for ns in spec.kv.values():
                 self.kv_namespaces.setdefault(
@@ -156,8 +190,18 @@ class System:
                     ns, FakeRateLimit(limit, period, self.clock, enforce_rate_limits)
                 )
         for spec in self.specs.values():
-            overrides = dict((vars or {}).get(spec.key, {}))
-            self.envs[spec.key] = self._build_env(spec, overrides)
+            self.envs[spec.key] = self._build_env(spec, self._overrides.get(spec.key, {}))
+
+    def sibling(self) -> System:
+        """Another set of isolates of this deployment: entry modules loaded afresh (empty
+        per-isolate state), the same clock, secrets, vars, KV, R2 and Durable Objects."""
+        twin = object.__new__(System)
+        twin.__dict__.update(self.__dict__)
+        twin.modules = {}
+        twin.envs = {}
+        for spec in self.specs.values():
+            twin.envs[spec.key] = twin._build_env(spec, self._overrides.get(spec.key, {}))
+        return twin
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -178,12 +222,50 @@ class System:
             )
         for binding, (ns, _, _) in spec.ratelimits.items():
             bindings[binding] = self.rate_limits[ns]
+        for binding, target in spec.durable_objects.items():
+            bindings[binding] = self._object_namespace(spec, binding, target)
         for binding in spec.secrets_store:
             bindings[binding] = FakeSecret(self.secrets.get(binding))
         for name, value in self.secrets.items():
             if spec.key in PLAIN_SECRETS.get(name, ()) and value is not None:
                 bindings.setdefault(name, value)  # plain secrets (.dev.vars / wrangler secret put)
         return FakeEnv(bindings)
+
+    def _object_namespace(
+        self, spec: WorkerSpec, binding: str, target: ObjectBinding
+    ) -> FakeDurableObjectNamespace:
+        owner = spec
+        if target.script_name is not None:
+            if target.script_name not in self.by_service:
+                raise LookupError(
+                    f"{spec.key}: binding {binding} names unknown script {target.script_name!r}"
+                )
+            owner = self.by_service[target.script_name]
+        classes = owner.object_classes()
+        if target.class_name not in classes:
+            raise LookupError(
+                f"{owner.key}: Durable Object class {target.class_name!r} (binding {binding}) "
+                "has no migration: add it to a [[migrations]] new_sqlite_classes"
+            )
+        key = owner.key
+
+        def load_class() -> Any:
+            cls = getattr(self.module(key), target.class_name, None)
+            if cls is None:
+                raise LookupError(f"{owner.main} does not export {target.class_name}")
+            return cls
+
+        return FakeDurableObjectNamespace(
+            namespace=f"{owner.name}:{target.class_name}",
+            class_name=target.class_name,
+            sqlite=classes[target.class_name],
+            load_class=load_class,
+            env=lambda: self.envs[key],
+            objects=self.objects,
+            caller=spec.key,
+            binding=binding,
+            traffic=self.traffic,
+        )
 
     def module(self, key: str) -> ModuleType:
         """The worker's entry module, loaded once per System (one isolate)."""

@@ -35,6 +35,9 @@ class Default(WorkerEntrypoint):
     async def cache_status(self, *args):
         return await self._app().cache_status(*args)
 
+    async def sweep_cache(self, *args):
+        return await self._app().sweep_cache(*args)
+
     async def health(self, *args):
         return await self._app().health(*args)
 

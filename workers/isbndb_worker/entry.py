@@ -1,11 +1,25 @@
 """ISBNdb worker entry point: runtime glue only (the app lives in isbndb_app)."""
 
-from workers import WorkerEntrypoint
+from workers import DurableObject, WorkerEntrypoint
 
-from bookmeta.runtime import RuntimeEnv, read_request, to_runtime_response
-from isbndb_app import Isolate, build_app
+from bookmeta.runtime import RuntimeEnv, SqlBinding, read_request, to_runtime_response
+from isbndb_app import Isolate, KeyGuardObject, build_app
 
-_ISOLATE = Isolate()  # per-isolate state: breaker, rate limiter, LRU caches, metrics
+_ISOLATE = Isolate()  # per-isolate state: breaker, LRU caches, known refusals, metrics
+
+
+class IsbndbKeyGuard(DurableObject):
+    """The key guard: one object per ISBNdb key (isbndb_app/guard_object.py)."""
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        self._guard = KeyGuardObject(SqlBinding(ctx.storage.sql), RuntimeEnv(env, ctx))
+
+    async def take(self, purpose, max_wait_ms):
+        return self._guard.take(purpose, max_wait_ms)
+
+    async def usage(self):
+        return self._guard.usage()
 
 
 class Default(WorkerEntrypoint):

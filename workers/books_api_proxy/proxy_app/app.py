@@ -40,8 +40,9 @@ from .config import Settings, fallback_settings
 from .cors import cors_headers, preflight
 from .isolate import Isolate
 from .search import AllProvidersFailed, Searcher, SearchResult
+from .sweep import sweep_cache
 from .upstreams import ClientFactory, Upstreams
-from .validation import SearchParams, isbn, key_list, search_params, search_query
+from .validation import SearchParams, isbn, key_list, search_params, search_query, sweep_pages
 from .volumes import envelope
 from .warm import Deadline, warm_isbns
 
@@ -111,6 +112,9 @@ class App:
             negative_ttl_s=self.settings.negative_ttl_s,
             clock=env.clocks.wall,
             single_flight=isolate.single_flight,
+            on_write_failure=lambda failure: isolate.metrics.incr(
+                f"cache.write_failed.{failure.tier}"
+            ),
         )
         isbndb = env.service("ISBNDB_WORKER")
         self.isbndb: ObservedService | None = None
@@ -197,7 +201,7 @@ class App:
 
     @staticmethod
     def _volumes(result: SearchResult) -> Response:
-        body = envelope(result.items, cache=result.cache, failed=result.failed)
+        body = App._body(result)
         return json_response(body, headers={"x-cache": result.cache})
 
     async def _http_search(self, request: Request, kind: QueryKind | None) -> Response:
@@ -268,16 +272,17 @@ class App:
 
     @staticmethod
     def _body(result: SearchResult) -> JsonBody:
-        return envelope(result.items, cache=result.cache, failed=result.failed)
+        return envelope(result.items, cache=result.cache, failed=result.failed, total=result.total)
 
     def _params_of(
-        self, q: Any, max_results: Any, include_translations: Any, lang: Any
+        self, q: Any, max_results: Any, include_translations: Any, lang: Any, start_index: Any
     ) -> SearchParams:
         return search_params(
             q,
             max_results,
             include_translations,
             lang,
+            start_index,
             default_max=self.settings.max_results_default,
         )
 
@@ -290,15 +295,16 @@ class App:
         max_results: Any = None,
         include_translations: Any = None,
         lang: Any = None,
+        start_index: Any = None,
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/auto``: the same body, or an error dict."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.auto(params))
 
-        return await self._rpc(op, "search_auto", extra, 4)
+        return await self._rpc(op, "search_auto", extra, 5)
 
     async def search_isbn(self, isbn_value: Any = None, *extra: Any) -> JsonBody:
         """RPC of ``/search/isbn``."""
@@ -314,15 +320,16 @@ class App:
         max_results: Any = None,
         include_translations: Any = None,
         lang: Any = None,
+        start_index: Any = None,
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/author``."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.search(QueryKind.AUTHOR, params))
 
-        return await self._rpc(op, "search_author", extra, 4)
+        return await self._rpc(op, "search_author", extra, 5)
 
     async def search_title(
         self,
@@ -330,15 +337,16 @@ class App:
         max_results: Any = None,
         include_translations: Any = None,
         lang: Any = None,
+        start_index: Any = None,
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/title``."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang)
+            params = self._params_of(q, max_results, include_translations, lang, start_index)
             return self._body(await self.searcher.search(QueryKind.TITLE, params))
 
-        return await self._rpc(op, "search_title", extra, 4)
+        return await self._rpc(op, "search_title", extra, 5)
 
     async def warm_isbns(self, isbns: Any = None, budget_ms: Any = None, *extra: Any) -> JsonBody:
         """RPC ``warm_isbns(isbns, budget_ms)``: warm the cache for many ISBNs.
@@ -376,6 +384,15 @@ class App:
             }
 
         return await self._rpc(op, "cache_status", extra, 1)
+
+    async def sweep_cache(self, max_pages: Any = None, *extra: Any) -> JsonBody:
+        """RPC: delete cold entries past their TTL, ``max_pages`` list pages from where the
+        last sweep stopped (see ``sweep.sweep_cache``)."""
+
+        async def op() -> JsonBody:
+            return await sweep_cache(self.cache, sweep_pages(max_pages))
+
+        return await self._rpc(op, "sweep_cache", extra, 1)
 
     async def health(self, *extra: Any) -> JsonBody:
         """Configuration and breaker states (no secrets: only whether the key is set).

@@ -12,8 +12,13 @@ Rules for editions sharing an ISBN-13 (``PROVIDERS`` order is the priority):
 * providers: every provider that contributed.
 
 An Open Library work (a search doc, listing the ISBNs of all its editions) is folded into the
-first-ranked edition carrying one of them; otherwise it stands alone under its first ISBN-13.
-Editions without an ISBN are never merged.
+first-ranked edition carrying one of them, where it only fills what the editions left empty
+(subtitle, authors, description, cover, categories, language) and never anything that belongs
+to one edition: its ``first_publish_year`` is not the edition's date, its median page count
+and first-listed publisher not the edition's, its other ISBNs not the edition's identifiers.
+A work that folds into nothing stands alone as a work: no ISBN (its first one may be a
+translation's), its first publication year as its date. Editions without an ISBN are never
+merged.
 
 Ranking: exact ISBN matches first, then by best position in any provider's list, then by
 provider priority, then by first appearance.
@@ -22,7 +27,7 @@ provider priority, then by first appearance.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .dates import date_sort_key
@@ -70,33 +75,44 @@ def _identifiers(members: Sequence[_Member], isbn13: str | None) -> tuple[Identi
 
 def _merge(members: Sequence[_Member]) -> Edition:
     members = sorted(members, key=lambda m: (m.priority, m.position))
-    isbn13 = next((m.edition.isbn13 for m in members if not m.edition.work_isbn13s), None)
-    if isbn13 is None:
-        isbn13 = members[0].edition.isbn13
-    title = min(
-        (m.edition.title for m in members if m.edition.title),
-        key=len,
-        default=members[0].edition.title,
-    )
-    authors = max((m.edition.authors for m in members), key=len)
-    dates = [m.edition.published_date for m in members if m.edition.published_date]
+    editions = [m for m in members if not m.edition.work_isbn13s]
+    works = [m for m in members if m.edition.work_isbn13s]
+    if not editions:
+        return _as_work(works)
+    isbn13 = next((m.edition.isbn13 for m in editions if m.edition.isbn13), None)
+    title = min((m.edition.title for m in editions if m.edition.title), key=len, default="")
+    dates = [m.edition.published_date for m in editions if m.edition.published_date]
     providers = sorted({p for m in members for p in m.edition.providers}, key=_priority)
+
+    def filled(get: Callable[[Edition], T | None]) -> T | None:
+        """The editions' value, else what a folded work says (for work-level fields only)."""
+        return _first(editions, get) or _first(works, get)
+
     return Edition(
         providers=tuple(providers),
-        title=title,
+        title=title or works[0].edition.title,
         isbn13=isbn13,
-        volume_id=_first(members, lambda e: e.volume_id),
-        subtitle=_first(members, lambda e: e.subtitle),
-        authors=authors,
-        publisher=_first(members, lambda e: e.publisher),
+        volume_id=_first(editions, lambda e: e.volume_id),
+        subtitle=filled(lambda e: e.subtitle),
+        authors=max((m.edition.authors for m in editions), key=len)
+        or filled(lambda e: e.authors)
+        or (),
+        publisher=_first(editions, lambda e: e.publisher),
         published_date=min(dates, key=date_sort_key) if dates else None,
-        description=_first(members, lambda e: e.description),
+        description=filled(lambda e: e.description),
         identifiers=_identifiers(members, isbn13),
-        page_count=_first(members, lambda e: e.page_count),
-        categories=_first(members, lambda e: e.categories) or (),
-        image_links=_first(members, lambda e: dict(e.image_links)) or {},
-        language=_first(members, lambda e: e.language),
+        page_count=_first(editions, lambda e: e.page_count),
+        categories=filled(lambda e: e.categories) or (),
+        image_links=filled(lambda e: dict(e.image_links)) or {},
+        language=filled(lambda e: e.language),
     )
+
+
+def _as_work(works: Sequence[_Member]) -> Edition:
+    """A work that folded into no edition: itself, without any one edition's ISBN."""
+    work = works[0].edition
+    identifiers = tuple(i for i in work.identifiers if i.type not in _ISBN_TYPES)
+    return replace(work, isbn13=None, identifiers=identifiers)
 
 
 def merge(
@@ -116,7 +132,7 @@ def merge(
                 groups.setdefault(edition.isbn13, []).append(member)
     for member in works:
         matched = next((key for key in groups if key in member.edition.work_isbn13s), None)
-        key = matched or member.edition.isbn13 or f"{PROVIDERS[member.priority]}#{member.position}"
+        key = matched or f"{PROVIDERS[member.priority]}#{member.position}"
         groups.setdefault(key, []).append(member)
     order = {key: i for i, key in enumerate(groups)}
 

@@ -44,3 +44,11 @@ class Edition:
     image_links: Mapping[str, str] = field(default_factory=dict)
     language: str | None = None
     work_isbn13s: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a provider's search: its editions and, when it says, how many match."""
+
+    editions: list[Edition]
+    total: int | None = None

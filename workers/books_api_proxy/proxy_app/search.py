@@ -13,6 +13,13 @@ Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads)
   by a poorer answer; an entry past its cold TTL is preferred to a partial answer;
 * every provider failed: a stale entry of any age is served (``cache: "stale"``), else
   ``AllProvidersFailed`` (503 with Retry-After).
+
+Paging (Google's ``startIndex``): each provider is asked for its window from
+``start_index`` and the merge of the windows is the page, keyed by ``start`` from 1 on. A
+search entry stores ``{"items", "totalItems"}``; ``totalItems`` is the match count as far as
+known: the largest count a provider gave (the merged set holds at least that many), and at
+least ``start_index`` plus the items returned. An empty later page is stored as such, not as
+"not found". An ISBN search has its one item at index 0.
 """
 
 from __future__ import annotations
@@ -67,15 +74,21 @@ class _Partial(LoadAnswer):  # control flow, never leaves this module
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """Items to return, which cache tier answered, and which providers failed."""
+    """Items to return, which cache tier answered, which providers failed, and how many
+    items match in all (``totalItems``, as far as known)."""
 
     items: list[dict[str, Any]]
     cache: str
     failed: list[str] = field(default_factory=list)
+    total: int = 0
 
 
 def retry_after(errors: Sequence[BaseException]) -> float:
-    """The soonest retry hint among the failures (breakers, 429s), else a default."""
+    """The soonest retry hint among the failures (breakers, 429s), else a default.
+
+    A spent daily quota (``QuotaExhausted``, hours away) is no hint: it says nothing about when
+    the other providers recover.
+    """
     hints = [
         e.retry_after_s
         for e in errors
@@ -100,6 +113,21 @@ def settle(outcomes: Sequence[Outcome], value: V) -> V:
 def by_provider(outcomes: Sequence[Outcome]) -> dict[Provider, list[Any]]:
     """The answered providers' editions, by provider."""
     return {o.provider: list(o.editions) for o in outcomes if o.ok}
+
+
+def total_items(outcomes: Sequence[Outcome], start_index: int, count: int) -> int:
+    """Matches as far as known: the largest provider count, at least what this page shows."""
+    known = [o.total for o in outcomes if o.ok and o.total is not None]
+    return max([start_index + count, *known])
+
+
+def page_of(value: Any) -> tuple[list[dict[str, Any]], int]:
+    """A stored search value as (items, totalItems): a page dict, a negative None, or the
+    bare item list older entries hold."""
+    if isinstance(value, dict):
+        return list(value.get("items") or []), int(value.get("totalItems") or 0)
+    items = list(value or [])
+    return items, len(items)
 
 
 async def _admit_all() -> None:
@@ -137,8 +165,8 @@ class Searcher:
         self.on_lookup(lookup.source)
         return lookup.value, lookup.source, []
 
-    async def isbn(self, isbn13: str) -> SearchResult:
-        """One book by ISBN-13: its merged item, or no items."""
+    async def isbn(self, isbn13: str, start_index: int = 0) -> SearchResult:
+        """One book by ISBN-13: its merged item (at index 0), or no items."""
 
         async def load() -> dict[str, Any] | None:
             await self.admit_miss()
@@ -148,35 +176,47 @@ class Searcher:
             return settle(outcomes, item)
 
         value, source, failed = await self._read_through(isbn_key(isbn13), load)
-        return SearchResult([value] if value else [], source, failed)
+        items = [value] if value and start_index == 0 else []
+        return SearchResult(items, source, failed, 1 if value else 0)
 
     async def search(self, kind: QueryKind, params: SearchParams) -> SearchResult:
         """An author, title or text search, cached with its parameters."""
         lang_filter = None if params.include_translations else params.lang
         # Keyed by the language only where it filters: translations=false (the warmer's
         # bookmeta.author_warm_key is that key for q=inauthor:<name>&maxResults=40).
+        start = params.start_index
         key = search_key(
             kind.value,
             params.q,
             max_results=params.max_results,
             lang=lang_filter,
             translations=params.include_translations,
+            start=start,
         )
 
-        async def load() -> list[dict[str, Any]] | None:
+        async def load() -> dict[str, Any] | None:
             await self.admit_miss()
             outcomes = await self.upstreams.search(
-                kind.value, params.q, max_results=params.max_results, lang=lang_filter
+                kind.value,
+                params.q,
+                max_results=params.max_results,
+                lang=lang_filter,
+                start_index=start,
             )
             exact = extract_isbn(params.q) if kind is QueryKind.TEXT else None
             merged = merge(by_provider(outcomes), exact_isbn13=exact)
             if lang_filter is not None:
                 merged = keep_language(merged, lang_filter)
             items = [to_item(e) for e in merged[: params.max_results]]
-            return settle(outcomes, items or None)
+            total = total_items(outcomes, start, len(items))
+            # Nothing at all is "not found" (a short negative entry); an empty later page
+            # of a search that matched is a page like any other.
+            page = {"items": items, "totalItems": total} if items or total else None
+            return settle(outcomes, page)
 
         value, source, failed = await self._read_through(key, load)
-        return SearchResult(list(value or [])[: params.max_results], source, failed)
+        items, total = page_of(value)
+        return SearchResult(items[: params.max_results], source, failed, total)
 
     async def auto(self, params: SearchParams) -> SearchResult:
         """Classify ``q`` and run the matching search.
@@ -190,15 +230,24 @@ class Searcher:
         query = classify(params.q)
         if query.kind is QueryKind.ISBN:
             assert query.isbn13 is not None
-            return await self.isbn(query.isbn13)
+            return await self.isbn(query.isbn13, params.start_index)
         text = _nonempty(query.text)
-        narrowed = SearchParams(text, params.max_results, params.include_translations, params.lang)
+        narrowed = SearchParams(
+            text,
+            params.max_results,
+            params.include_translations,
+            params.lang,
+            params.start_index,
+        )
         result = await self.search(query.kind, narrowed)
         # Explicit exactly when classify stripped a prefix (it returns the whole display text
         # otherwise): the same test classify made, NFKC and case folding included.
         explicit = query.text != normalize_display(params.q)
         guessed = query.kind is QueryKind.AUTHOR and not explicit
-        if guessed and not result.items and not result.failed:
+        # A later page falls back only when the author search matched nothing at all (an
+        # empty page past its end is not "no such author").
+        empty = not result.items and (params.start_index == 0 or result.total == 0)
+        if guessed and empty and not result.failed:
             return await self.search(QueryKind.TEXT, narrowed)
         return result
 

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import httpx
 
-from bookmeta import AUTHOR_PAGE_SIZE, BookmetaError, Clock, Log, Service, UpstreamError
+from bookmeta import AUTHOR_PAGE_SIZE, BookmetaError, Clock, Log, Purpose, Service, UpstreamError
 
 from .config import Settings
 from .isolate import Isolate
-from .model import Edition, Provider
+from .model import Edition, Page, Provider
 from .providers import google, isbndb, openlibrary
 
 T = TypeVar("T")
+ISBNDB_PAGE_MAX = 1000  # ISBNdb's largest pageSize
 UNPARSEABLE = "unparseable response"
 ClientFactory = Callable[[], httpx.AsyncClient]
 SecretGetter = Callable[[], Awaitable[str | None]]
@@ -35,18 +36,29 @@ class Outcome:
     """One provider's answer (``editions``) or failure (``error``).
 
     ``aliases`` maps an asked ISBN-13 to the ISBN-13 of the edition answering it, where they
-    differ (ISBNdb's bulk look-up matches an ISBN a book lists in ``other_isbns``).
+    differ (ISBNdb's bulk look-up matches an ISBN a book lists in ``other_isbns``). ``total``
+    is the provider's count of every match of a search (Google ``totalItems``, Open Library
+    ``num_found``), None when it gives none.
     """
 
     provider: Provider
     editions: list[Edition]
     error: BookmetaError | None = None
     aliases: Mapping[str, str] = field(default_factory=dict)
+    total: int | None = None  # how many match in all, when the provider says
 
     @property
     def ok(self) -> bool:
         """True when the provider answered (possibly with nothing)."""
         return self.error is None
+
+
+def in_language(editions: Sequence[Edition], lang: str | None) -> list[Edition]:
+    """``editions`` a provider returned for a search restricted to ``lang``: those without a
+    language are in ``lang``."""
+    if lang is None:
+        return list(editions)
+    return [e if e.language else replace(e, language=lang) for e in editions]
 
 
 class Upstreams:
@@ -139,11 +151,13 @@ class Upstreams:
 
     # -- single providers ------------------------------------------------------------------
 
-    async def google_volumes(self, q: str, max_results: int, lang: str | None) -> list[Edition]:
+    async def google_volumes(
+        self, q: str, max_results: int, lang: str | None, start_index: int = 0
+    ) -> Page:
         """One ``volumes`` query (guarded). Raises what the guard raises."""
         key = await self._key()
 
-        async def fetch() -> list[Edition]:
+        async def fetch() -> Page:
             async with self._client_factory() as client:
                 return await google.fetch_volumes(
                     client,
@@ -154,6 +168,7 @@ class Upstreams:
                     lang=lang,
                     now=self._clock(),
                     timeout_s=self.settings.provider_timeout_s,
+                    start_index=start_index,
                 )
 
         return await self._guard("google", fetch)
@@ -165,7 +180,7 @@ class Upstreams:
             found = await self.google_volumes(
                 google.isbn_query(isbn13), google.ISBN_LOOKUP_MAX_RESULTS, None
             )
-            return Outcome("google", google.only_isbn(found, isbn13))
+            return Outcome("google", google.only_isbn(found.editions, isbn13))
 
         return await self._settle("google", answer)
 
@@ -186,10 +201,12 @@ class Upstreams:
 
         return await self._outcome("openlibrary", fetch)
 
-    async def openlibrary_search(self, kind: str, text: str, limit: int) -> Outcome:
-        """One ``search.json`` query."""
+    async def openlibrary_search(
+        self, kind: str, text: str, limit: int, offset: int = 0
+    ) -> Outcome:
+        """One ``search.json`` query: ``limit`` works from ``offset``, and the match count."""
 
-        async def fetch() -> list[Edition]:
+        async def fetch() -> Page:
             async with self._client_factory() as client:
                 return await openlibrary.fetch_search(
                     client,
@@ -200,9 +217,14 @@ class Upstreams:
                     contact_email=self.settings.contact_email,
                     now=self._clock(),
                     timeout_s=self.settings.provider_timeout_s,
+                    offset=offset,
                 )
 
-        return await self._outcome("openlibrary", fetch)
+        async def answer() -> Outcome:
+            page = await self._guard("openlibrary", fetch)
+            return Outcome("openlibrary", page.editions, total=page.total)
+
+        return await self._settle("openlibrary", answer)
 
     async def isbndb_book(self, isbn13: str) -> Outcome | None:
         """One book over the binding; None when the binding is not configured."""
@@ -227,17 +249,20 @@ class Upstreams:
 
         return await self._outcome("isbndb", fetch)
 
-    async def isbndb_bulk(self, isbns: Sequence[str]) -> Outcome | None:
+    async def isbndb_bulk(
+        self, isbns: Sequence[str], *, purpose: Purpose = Purpose.PUBLIC
+    ) -> Outcome | None:
         """Many books in one binding call; None when the binding is not configured.
 
         The outcome's ``aliases`` name the asked ISBNs answered by a book with another ISBN-13.
+        ``purpose`` tells the isbndb worker's key guard who is asking (warming: ``WARM``).
         """
         service = self.isbndb_service
         if service is None:
             return None
 
         async def fetch() -> isbndb.BulkResult:
-            return await isbndb.fetch_bulk(service, isbns)
+            return await isbndb.fetch_bulk(service, isbns, purpose=purpose)
 
         async def answer() -> Outcome:
             bulk = await self._guard("isbndb", fetch)
@@ -257,17 +282,26 @@ class Upstreams:
         return [a for a in answers if a is not None]
 
     async def search(
-        self, kind: str, text: str, *, max_results: int, lang: str | None
+        self, kind: str, text: str, *, max_results: int, lang: str | None, start_index: int = 0
     ) -> list[Outcome]:
         """Every provider able to answer a ``kind`` search, queried in parallel.
 
-        ``lang`` restricts Google and ISBNdb to one language (None: all languages). ISBNdb
-        only answers author searches (its worker has no title search).
+        ``lang`` restricts Google and ISBNdb to one language (None: all languages); an
+        edition they return without a language is in ``lang`` (they filtered by it). Open
+        Library is not filtered: its works keep the language they state, or none, and its
+        match count then counts other languages too, so it is dropped. ISBNdb only answers
+        author searches (its worker has no title search).
+
+        Each provider is asked for its own window ``[start_index, start_index + max_results)``
+        (Google ``startIndex``, Open Library ``offset``, ISBNdb a page from 1 cut at
+        ``start_index``): the merge of those windows is the page.
         """
 
         async def google_answer() -> Outcome:
-            found = await self.google_volumes(google.search_query(kind, text), max_results, lang)
-            return Outcome("google", found)
+            found = await self.google_volumes(
+                google.search_query(kind, text), max_results, lang, start_index
+            )
+            return Outcome("google", in_language(found.editions, lang), total=found.total)
 
         async def google_search() -> Outcome:
             return await self._settle("google", google_answer)
@@ -275,14 +309,25 @@ class Upstreams:
         async def isbndb_search() -> Outcome | None:
             if kind != "author":
                 return None
-            # Always the page the warmer asks for (1, AUTHOR_PAGE_SIZE, lang): the isbndb
-            # worker's LRU then answers an author just warmed without another ISBNdb call.
-            # Trimmed by the merge.
-            return await self.isbndb_author(text, AUTHOR_PAGE_SIZE, lang or "")
+            # Page 1 of at least the size the warmer asks for (AUTHOR_PAGE_SIZE, lang): the
+            # isbndb worker's LRU or shared KV then answers an author just warmed without
+            # another ISBNdb call. Deeper windows take a bigger page 1 (one ISBNdb call
+            # whatever its size), cut at start_index; trimmed by the merge.
+            size = min(ISBNDB_PAGE_MAX, max(AUTHOR_PAGE_SIZE, start_index + max_results))
+            outcome = await self.isbndb_author(text, size, lang or "")
+            if outcome is None or not outcome.ok:
+                return outcome
+            window = outcome.editions[start_index:]
+            return replace(outcome, editions=in_language(window, lang))
 
         answers = await asyncio.gather(
             google_search(),
             isbndb_search(),
-            self.openlibrary_search(kind, text, max_results),
+            self.openlibrary_search(kind, text, max_results, start_index),
         )
-        return [a for a in answers if a is not None]
+        outcomes = [a for a in answers if a is not None]
+        if lang is not None:
+            outcomes = [
+                replace(o, total=None) if o.provider == "openlibrary" else o for o in outcomes
+            ]
+        return outcomes

@@ -24,6 +24,7 @@ from .config import MAX_RESULTS_LIMIT
 from .languages import normalize_language
 
 MAX_Q_CHARS = 256
+MAX_START_INDEX = 1000  # deep enough for any library app; Google pages no further in practice
 MAX_ISBN_CHARS = 32
 MAX_LIST_ITEMS = 1000
 # warm_isbns: each ISBN costs up to ~4 KV/R2 operations (status reads, then writes), and an
@@ -32,7 +33,9 @@ MAX_WARM_ISBNS = WARM_ISBNS_MAX
 MAX_ECHO_CHARS = 80  # an invalid input is echoed back cut to this length
 MAX_KEY_CHARS = 512
 MAX_BUDGET_MS = 600_000
+MAX_SWEEP_PAGES = 10  # 2 R2 operations per page; an invocation may make 1,000
 _NUMBER_RE = re.compile(r"[0-9]{1,3}")
+_INDEX_RE = re.compile(r"[0-9]{1,4}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}")
 # Control, surrogate, private-use and unassigned characters are refused unless whitespace.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
@@ -50,12 +53,14 @@ _ASCII_REFUSED_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
-    """A validated search: display-normalized ``q``, 1-40 results, a language code."""
+    """A validated search: display-normalized ``q``, 1-40 results, a language code, and the
+    0-based index of the first result (Google's ``startIndex``)."""
 
     q: str
     max_results: int
     include_translations: bool
     lang: str
+    start_index: int = 0
 
 
 def _text(value: Any, param: str, max_chars: int) -> str:
@@ -95,6 +100,17 @@ def max_results(value: Any, default: int) -> int:
     return value
 
 
+def start_index(value: Any) -> int:
+    """``startIndex``: absent gives 0; otherwise a plain integer 0-1000."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and _INDEX_RE.fullmatch(value) is not None:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_START_INDEX:
+        raise InvalidInput("startIndex", f"must be an integer from 0 to {MAX_START_INDEX}")
+    return value
+
+
 def boolean(value: Any, param: str, default: bool) -> bool:
     """A boolean: absent gives ``default``; otherwise exactly ``true``/``false``."""
     if value is None:
@@ -124,15 +140,17 @@ def search_params(
     max_results_value: Any,
     include_translations: Any,
     lang: Any,
+    start: Any = None,
     *,
     default_max: int,
 ) -> SearchParams:
-    """Validate the four search parameters (strings from HTTP, typed values from RPC)."""
+    """Validate the search parameters (strings from HTTP, typed values from RPC)."""
     return SearchParams(
         q=query_text(q),
         max_results=max_results(max_results_value, default_max),
         include_translations=boolean(include_translations, "includeTranslations", True),
         lang=language(lang),
+        start_index=start_index(start),
     )
 
 
@@ -143,6 +161,7 @@ def search_query(query: Mapping[str, str], *, default_max: int) -> SearchParams:
         query.get("maxResults"),
         query.get("includeTranslations"),
         query.get("langRestrict"),
+        query.get("startIndex"),
         default_max=default_max,
     )
 
@@ -204,6 +223,13 @@ def budget_ms(value: Any) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BUDGET_MS:
         raise InvalidInput("budget_ms", f"must be whole milliseconds from 1 to {MAX_BUDGET_MS}")
+    return value
+
+
+def sweep_pages(value: Any) -> int:
+    """``sweep_cache`` input: how many list pages (of 1,000 objects) to sweep, 1-10."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SWEEP_PAGES:
+        raise InvalidInput("maxPages", f"must be an integer from 1 to {MAX_SWEEP_PAGES}")
     return value
 
 

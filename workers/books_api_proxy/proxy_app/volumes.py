@@ -52,8 +52,11 @@ def item_id(edition: Edition) -> str:
 
 
 def keep_language(editions: Sequence[Edition], lang: str) -> list[Edition]:
-    """Drop editions in another language than ``lang``; an unknown language is kept."""
-    return [e for e in editions if e.language is None or e.language == lang]
+    """Keep the editions known to be in ``lang``: an unknown language is not ``lang``.
+
+    (Providers asked to filter by ``lang`` vouch for their answers: see ``Upstreams.search``.)
+    """
+    return [e for e in editions if e.language == lang]
 
 
 def envelope(
@@ -61,14 +64,16 @@ def envelope(
     *,
     cache: str,
     failed: Sequence[str] = (),
+    total: int | None = None,
 ) -> dict[str, Any]:
     """The response body: ``kind``, ``totalItems``, ``items``, ``cache`` (+ ``failedProviders``).
 
-    ``failedProviders`` appears only on a partial answer (some provider failed).
+    ``totalItems`` is ``total``, the match count as far as known (at least the items'
+    number); ``failedProviders`` appears only on a partial answer (some provider failed).
     """
     body: dict[str, Any] = {
         "kind": KIND,
-        "totalItems": len(items),
+        "totalItems": max(len(items), total or 0),
         "items": list(items),
         "cache": cache,
     }

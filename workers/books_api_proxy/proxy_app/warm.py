@@ -1,17 +1,23 @@
 """Bulk warming: cache many ISBNs with the fewest upstream calls.
 
 Order of attack, each step only for what is still missing: skip ISBNs already fresh in the
-cache; ISBNdb bulk (one binding call, the isbndb worker chunks); Open Library Books API
-batches of 50; Google, one ``isbn:`` query per ISBN, at most ``MAX_GOOGLE_PER_CALL``
-per call (a Free-plan invocation has 50 subrequests; the rest are reported as failed, to
-retry). With a deadline (the caller's ``budget_ms``), no step starts after it and a step
-still running at it is cut: what it had asked is reported as failed ("retry later"), what was
-found before is stored, and the answer comes back while the caller still waits. Each book is
-stored under exactly ``isbn_key(isbn13)`` of the ISBN asked for, in the shape an ISBN search
-stores, so a later ``/search/auto?q=<isbn>&maxResults=1`` is a cache hit; that holds for an
-ISBN ISBNdb matched through another book's ``other_isbns`` too (stored under the asked ISBN,
-not the book's). An ISBN nobody has gets a negative entry, but only when every provider asked
-about it answered (a failure is not "not found").
+cache, and report those with a fresh not-found entry as ``notFound`` without asking again (a
+settled not-found); ISBNdb bulk (one binding call, the isbndb worker chunks; purpose
+``warm``, so it spends the warming reserve of the key's quota); Open Library Books API
+batches of 50; Google, one ``isbn:`` query per ISBN, at most
+``MAX_GOOGLE_PER_CALL`` per call (a Free-plan invocation has 50 subrequests). The rest are
+``deferred``: not asked, not failed, to send again (also in ``failed``, "not asked", for
+callers that predate ``deferred``). Each book is stored under exactly ``isbn_key(isbn13)`` of
+the ISBN asked for, in the shape an ISBN search stores, so a later
+``/search/auto?q=<isbn>&maxResults=1`` is a cache hit; that holds for an ISBN ISBNdb matched
+through another book's ``other_isbns`` too (stored under the asked ISBN, not the book's). An
+ISBN nobody has gets a negative entry, but only when every provider asked about it answered
+(a failure is not "not found").
+With a deadline (the caller's ``budget_ms``), no step starts after it and a step still
+running at it is cut: what it had asked is reported as failed ("retry later"), what was found
+before is stored, and the answer comes back while the caller still waits. A provider whose
+daily quota is spent is named in ``quotaExhausted`` with the seconds until it resets, so the
+warmer defers instead of retrying.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from bookmeta import Clock, TwoTierCache, isbn_key
+from bookmeta import Clock, Purpose, QuotaExhausted, TwoTierCache, isbn_key
 
 from .merge import merge
 from .model import Edition, Provider
@@ -82,6 +88,7 @@ class _Collected:
     def __init__(self, isbns: Sequence[str]) -> None:
         self.editions: dict[str, dict[Provider, list[Edition]]] = {i: {} for i in isbns}
         self.errors: dict[str, list[str]] = {i: [] for i in isbns}
+        self.quota_exhausted: dict[str, float | None] = {}
 
     def missing(self) -> list[str]:
         return [i for i, found in self.editions.items() if not found]
@@ -95,6 +102,8 @@ class _Collected:
         if outcome is None:
             return
         if outcome.error is not None:
+            if isinstance(outcome.error, QuotaExhausted):
+                self.quota_exhausted[outcome.provider] = outcome.error.retry_after_s
             for isbn in asked:
                 self.errors[isbn].append(f"{outcome.provider}: {outcome.error}")
             return
@@ -134,7 +143,8 @@ async def warm_isbns(
         for i, s in zip(isbns, statuses, strict=True)
         if s.tier is not None and s.fresh_until is not None and s.fresh_until > now
     ]
-    todo = [i for i in isbns if i not in already]
+    settled_missing = [i for i, s in zip(isbns, statuses, strict=True) if s.negative]
+    todo = [i for i in isbns if i not in already and i not in settled_missing]
     found = _Collected(todo)
     late = deadline.reason if deadline is not None else ""
 
@@ -150,7 +160,7 @@ async def warm_isbns(
             found.add(outcome, [isbn])
 
     if todo:
-        await step(lambda: upstreams.isbndb_bulk(todo), todo)
+        await step(lambda: upstreams.isbndb_bulk(todo, purpose=Purpose.WARM), todo)
     for batch in batches(found.missing()):
         await step(partial(upstreams.openlibrary_books, batch), batch)
     missing = found.missing()
@@ -165,27 +175,42 @@ async def warm_isbns(
             f"google: not asked (at most {MAX_GOOGLE_PER_CALL} look-ups per call); retry later"
         )
 
-    warmed: list[str] = []
-    not_found: list[str] = []
-    failed: list[dict[str, str]] = []
+    outcomes: list[tuple[str, bool]] = []  # (isbn, found) for each write, in order
     writes = []
+    failed: list[dict[str, str]] = []
     for isbn in todo:
         editions = found.editions[isbn]
         if editions:
             merged = merge(editions, exact_isbn13=isbn)
             writes.append(cache.set(isbn_key(isbn), to_item(merged[0])))
-            warmed.append(isbn)
+            outcomes.append((isbn, True))
         elif found.errors[isbn]:
             failed.append({"isbn": isbn, "reason": "; ".join(found.errors[isbn])})
         else:
             writes.append(cache.set_negative(isbn_key(isbn)))
-            not_found.append(isbn)
-    await asyncio.gather(*writes)
+            outcomes.append((isbn, False))
+    warmed: list[str] = []
+    not_found: list[str] = [i for i in isbns if i in settled_missing]
+    # A write a tier refused (KV: one write per second per key) fails that ISBN only: the
+    # caller retries it, and a copy that did land reads back as alreadyCached.
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for (isbn, was_found), result in zip(outcomes, results, strict=True):
+        if isinstance(result, Exception):
+            reason = f"cache write failed ({type(result).__name__}: {result})"[:300]
+            failed.append({"isbn": isbn, "reason": reason})
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            (warmed if was_found else not_found).append(isbn)
+    failed.sort(key=lambda f: todo.index(f["isbn"]))
+    not_found.sort(key=isbns.index)
     return {
         "warmed": warmed,
         "alreadyCached": already,
         "notFound": not_found,
         "invalid": invalid,
         "failed": failed,
+        "quotaExhausted": dict(found.quota_exhausted),
+        "deferred": deferred,
         "upstreamCalls": dict(upstreams.calls),
     }

@@ -2,9 +2,10 @@
 
 Routes::
 
-    GET  /                         dashboard (HTML)            GET /dashboard.js  its script
+    GET  /                         dashboard (HTML)            GET /dashboard.js  the pages' script
     POST /libraries                import a CSV/TSV (auth)     GET /libraries     progress list
-    GET  /libraries/{id}           progress (JSON)             POST /libraries/{id}/warm (auth)
+    GET  /libraries/{id}           progress (JSON; HTML when Accept prefers it)
+    POST /libraries/{id}/warm      one batch now (auth)        POST /libraries/{id}/retry (auth)
     GET  /health                   GET /metrics
     GET  /debug/{proxy|isbndb}/... POST /debug/rpc/...        binding pass-through (auth)
 
@@ -13,6 +14,7 @@ Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other i
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,18 +50,31 @@ from .budget import (
     MeteredBlobs,
     MeteredKV,
     MeteredService,
+    UsageLedger,
     load_usage,
-    save_usage,
 )
 from .config import VERSION, WORKER, Settings
-from .dashboard import CSP, SCRIPT, render_dashboard
+from .dashboard import render_dashboard
 from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
-from .jobs import JobState, JobStore, is_job_id, progress, public_progress
+from .jobs import (
+    MAX_REPORT_LINES,
+    JobState,
+    JobStore,
+    is_job_id,
+    kind_counts,
+    progress,
+    public_progress,
+)
 from .lease import Leases
+from .library_page import render_library
 from .multipart import MultipartError, is_multipart, read_file_part
+from .negotiate import prefers_html
 from .planner import StopReason, build_units, total_estimate
 from .runner import Runner
+from .script import SCRIPT
+from .ui import HTML_HEADERS
 from .verify import Verifier, utc_day
+from .views import library_row, library_view
 
 MICRO_BATCH_CRON = "*/15 * * * *"
 VERIFY_CRON = "0 2 * * *"
@@ -210,10 +225,16 @@ class App:
         return json_response({"libraries": await self._progress_list(full=full)})
 
     async def _http_show(self, request: Request, id: str) -> Response:
-        return await self._show(id, full=await self._is_admin(request))
+        full = await self._is_admin(request)
+        if prefers_html(request.header("accept")):
+            return await self._page(id, full=full)
+        return await self._show(id, full=full)
 
     async def _http_warm(self, request: Request, id: str) -> Response:
         return await self._warm_now(request, id, self._log)
+
+    async def _http_retry(self, request: Request, id: str) -> Response:
+        return await self._retry(request, id, self._log)
 
     async def _http_health(self, request: Request) -> Response:
         return await self._health()
@@ -298,7 +319,16 @@ class App:
             library={**summary, "authors": len(authors)},
             units=len(units),
             items=sum(len(u.items) for u in units),
+            by_kind=kind_counts(units),
         )
+        problems = [{"line": p.line, "message": p.message} for p in library.problems]
+        report = {
+            "variant": library.variant,
+            "rows": library.rows,
+            "problems": problems,
+            "problemsTotal": library.problems_total,
+            "rowsWithoutIsbn": {"count": len(no_isbn), "lines": no_isbn[:MAX_REPORT_LINES]},
+        }
         content_type = "text/tab-separated-values" if library.variant == "tsv" else "text/csv"
         await wiring.store.create(
             state,
@@ -306,6 +336,7 @@ class App:
             units,
             content_type=f"{content_type}; charset=utf-8",
             metadata={"format": state.format, "filename": filename, "jobId": state.id},
+            report=report,
         )
         self._isolate.metrics.incr("import.libraries")
         log.event("import", job=state.id, format=state.format, counts=summary)
@@ -320,7 +351,7 @@ class App:
             "rowsWithoutIsbn": {"count": len(no_isbn), "lines": no_isbn},
             "authors": len(authors),
             "authorNames": authors,
-            "problems": [{"line": p.line, "message": p.message} for p in library.problems],
+            "problems": problems,
             "problemsTotal": library.problems_total,
             "units": state.units,
             "items": state.items,
@@ -329,45 +360,72 @@ class App:
         }
         return json_response(body, 201, headers={"location": f"/libraries/{state.id}"})
 
+    async def _load_state(self, wiring: _Wiring, job_id: str) -> JobState | None:
+        """The job's state with the units a dead run left unsaved folded in (read-only)."""
+        state = await wiring.store.load(job_id) if is_job_id(job_id) else None
+        if state is not None:
+            await wiring.store.catch_up(state)
+        return state
+
     async def _load_progress(self, job_id: str) -> dict[str, Any] | None:
-        wiring = self._wire(self._settings())
-        state = await wiring.store.load(job_id)
-        if state is None:
-            return None
-        await wiring.store.catch_up(state)  # read-only: shows units a dead run left unsaved
-        return progress(state)
+        state = await self._load_state(self._wire(self._settings()), job_id)
+        return None if state is None else progress(state)
 
     async def _show(self, job_id: str, *, full: bool) -> Response:
-        found = await self._load_progress(job_id) if is_job_id(job_id) else None
+        found = await self._load_progress(job_id)
         if found is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
-        return json_response(found if full else public_progress(found))
+        view = found if full else public_progress(found)
+        return json_response(view, headers={"vary": "accept"})
+
+    async def _page(self, job_id: str, *, full: bool) -> Response:
+        """The library's page (HTML); errors stay JSON like every other error."""
+        settings = self._settings()
+        wiring = self._wire(settings)
+        state = await self._load_state(wiring, job_id)
+        if state is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        now = self._clocks.wall()
+        usage = await load_usage(wiring.kv, utc_day(now))
+        found = progress(state)
+        view = library_view(
+            found if full else public_progress(found),
+            full=full,
+            now=now,
+            usage_day=usage.day,
+            calls=usage.calls,
+            budgets=settings.daily.as_dict(),
+            usage_saturated=usage.saturated,
+            kinds=state.by_kind if full else None,
+            report=await wiring.store.load_report(job_id) if full else None,
+        )
+        html = render_library(view)
+        return Response(200, html.encode("utf-8"), {**HTML_HEADERS, "vary": "accept"})
+
+    async def _newest_states(self) -> list[JobState]:
+        wiring = self._wire(self._settings())
+        ids = await wiring.store.list_ids()
+        states = [
+            await wiring.store.load(job_id) for job_id in reversed(ids[-DASHBOARD_LIBRARIES:])
+        ]
+        return [s for s in states if s is not None]
 
     async def _progress_list(self, *, full: bool) -> list[dict[str, Any]]:
         """The newest jobs' progress: the full view with the token, else aggregates only."""
-        wiring = self._wire(self._settings())
-        ids = await wiring.store.list_ids()
-        out = []
-        for job_id in reversed(ids[-DASHBOARD_LIBRARIES:]):
-            state = await wiring.store.load(job_id)
-            if state is not None:
-                view = progress(state)
-                out.append(view if full else public_progress(view))
-        return out
+        views = [progress(state) for state in await self._newest_states()]
+        return views if full else [public_progress(v) for v in views]
 
     async def _dashboard(self, *, full: bool) -> Response:
-        page = render_dashboard(
-            await self._progress_list(full=full),
-            max_upload_bytes=self._settings().max_upload_bytes,
-        )
-        headers = {
-            "content-type": "text/html; charset=utf-8",
-            "content-security-policy": CSP,
-            "x-content-type-options": "nosniff",
-            "referrer-policy": "no-referrer",
-            "cache-control": "no-store",
-        }
-        return Response(200, page.encode("utf-8"), headers)
+        now = self._clocks.wall()
+        rows = []
+        for state in await self._newest_states():
+            view = progress(state)
+            if full:
+                rows.append(library_row(view, now=now, kinds=state.by_kind))
+            else:
+                rows.append(library_row(public_progress(view), now=now))
+        html = render_dashboard(rows, max_upload_bytes=self._settings().max_upload_bytes, full=full)
+        return Response(200, html.encode("utf-8"), dict(HTML_HEADERS))
 
     async def _warm_now(self, request: Request, job_id: str, log: Log) -> Response:
         refused = await self._authorized(request)
@@ -380,6 +438,38 @@ class App:
         if runs and runs[0]["stoppedBy"] == StopReason.BUSY.value:
             return error_response(409, "busy", "another run is warming this library; retry soon")
         return json_response({**report, "progress": await self._load_progress(job_id)})
+
+    async def _retry(self, request: Request, job_id: str, log: Log) -> Response:
+        """Queue every failed item of the library again, under its lease (409 while a run
+        holds it). The plan is written before the state, so a crash between them leaves
+        only unused units past the state's end (ignored, then overwritten by the next append)."""
+        refused = await self._authorized(request)
+        if refused is not None:
+            return refused
+        settings = self._settings()
+        wiring = self._wire(settings)
+        if not is_job_id(job_id) or await wiring.store.load(job_id) is None:
+            return error_response(404, "not_found", f"no library {job_id!r}")
+        lease = await wiring.leases.acquire(job_id)
+        if lease is None:
+            return error_response(409, "busy", "another run is warming this library; retry soon")
+        try:
+            state = await self._load_state(wiring, job_id)  # fresh, under the lease
+            if state is None:  # deleted meanwhile
+                return error_response(404, "not_found", f"no library {job_id!r}")
+            units = (await wiring.store.load_units(job_id))[: state.units]
+            retried = len(state.failures)
+            added = state.requeue_failures(units, chunk_size=settings.isbn_chunk_size)
+            if added:
+                await wiring.store.save_units(job_id, units + added)
+                await wiring.store.save(state)
+        finally:
+            await wiring.leases.release(lease)
+        self._isolate.metrics.incr("retry.items", retried)
+        log.event("retry", job=job_id, items=retried, units=len(added))
+        return json_response(
+            {"id": job_id, "retried": retried, "units": len(added), "progress": progress(state)}
+        )
 
     async def _health(self) -> Response:
         settings = self._settings()
@@ -442,8 +532,16 @@ class App:
             metrics=self._isolate.metrics,
             log=log,
         )
-        runs = await runner.run(ids, usage)
-        await save_usage(wiring.kv, usage, self._clocks)
+        ledger = UsageLedger(wiring.kv, usage, self._clocks)
+        try:
+            runs = await runner.run(ids, ledger)
+        except Exception:
+            # The ledger's record already counts every call made (at worst over); write the
+            # real spend if the budget still allows it, then let the error be seen.
+            with contextlib.suppress(Exception):
+                await ledger.settle()
+            raise
+        await ledger.settle()
         report = {
             "jobs": [r.as_dict() for r in runs],
             "subrequests": {
@@ -488,6 +586,7 @@ def _routes() -> Router:
     router.add("GET", "/libraries", App._http_list)
     router.add("GET", "/libraries/{id}", App._http_show)
     router.add("POST", "/libraries/{id}/warm", App._http_warm)
+    router.add("POST", "/libraries/{id}/retry", App._http_retry)
     router.add("GET", "/health", App._http_health)
     router.add("GET", "/metrics", App._http_metrics)
     return router

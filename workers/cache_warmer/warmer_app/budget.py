@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -128,11 +128,22 @@ class MeteredBlobs:
         self._meter.spend("r2.delete")
         await self._inner.delete(key)
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        self._meter.spend("r2.delete")
+        await self._inner.delete_many(keys)
+
     async def list(
-        self, prefix: str, *, cursor: str | None = None, limit: int = 1000
+        self,
+        prefix: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        include_metadata: bool = False,
     ) -> BlobListing:
         self._meter.spend("r2.list")
-        return await self._inner.list(prefix, cursor=cursor, limit=limit)
+        return await self._inner.list(
+            prefix, cursor=cursor, limit=limit, include_metadata=include_metadata
+        )
 
 
 class MeteredService:
@@ -173,18 +184,13 @@ class DailyUsage:
     """Upstream calls spent (or estimated) today, per provider.
 
     ``calls`` is the day's total as this run sees it (the records read at its start plus what
-    it spent since); ``spent`` is what this run spent and has not saved yet.
+    it spent since); ``spent`` is what this run spent (its ``UsageLedger`` records it).
     """
 
     day: str
     calls: dict[str, int] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     saturated: bool = False
-
-    @property
-    def changed(self) -> bool:
-        """This run spent calls it has not saved yet."""
-        return bool(self.spent)
 
     def left(self, budgets: Mapping[str, int]) -> dict[str, int]:
         """Calls left today per provider (none when the day's records could not all be read)."""
@@ -206,12 +212,14 @@ class DailyUsage:
                 self.spent[provider] = self.spent.get(provider, 0) + int(n)
 
 
-# Every run that spent calls writes its own record, so concurrent runs (the cron and a
+# Every run that spent calls writes records of its own, so concurrent runs (the cron and a
 # POST /libraries/{id}/warm) never overwrite each other's counts. The counts are part of the
 # key, so one KV list reads the whole day (one subrequest, no get per record):
-#     usage:{YYYY-MM-DD}:{record id}:isbndb=2,google=1,openlibrary=1
-# ``usage:{YYYY-MM-DD}`` alone is the single read-modify-write record of earlier versions,
-# still counted (one get) on the day of the upgrade.
+#     usage:{YYYY-MM-DD}:{run id}.{seq}:isbndb=2,google=1,openlibrary=1
+# A run's records are cumulative and the day's total counts each run's highest ``seq`` only
+# (see UsageLedger): the first is written before the calls it counts. A record without
+# ``.{seq}`` (earlier versions) counts on its own; ``usage:{YYYY-MM-DD}`` alone is
+# the single read-modify-write record of older versions, still counted (one get).
 
 
 def usage_prefix(day: str) -> str:
@@ -219,51 +227,113 @@ def usage_prefix(day: str) -> str:
     return f"usage:{day}"
 
 
-def usage_record_key(day: str, record_id: str, calls: Mapping[str, int]) -> str:
-    """The KV key of one run's usage record; the counts are readable from the key alone."""
+def usage_record_key(
+    day: str, record_id: str, calls: Mapping[str, int], seq: int | None = None
+) -> str:
+    """The KV key of a usage record; the counts are readable from the key alone.
+
+    With ``seq``, the record is number ``seq`` of run ``record_id`` (cumulative: the highest
+    counts); without, a record of its own.
+    """
     counts = ",".join(f"{p}={int(calls.get(p, 0))}" for p in PROVIDERS)
-    return f"{usage_prefix(day)}:{record_id}:{counts}"
+    run = record_id if seq is None else f"{record_id}.{seq}"
+    return f"{usage_prefix(day)}:{run}:{counts}"
 
 
-def _record_calls(key: str, prefix: str) -> dict[str, int]:
-    """The counts a record key carries (unknown or malformed parts are ignored)."""
-    _record_id, _, counts = key[len(prefix) + 1 :].partition(":")
+def _record_calls(key: str, prefix: str) -> tuple[str, int, dict[str, int]]:
+    """A record key's run id, sequence number and counts (malformed parts are ignored)."""
+    run, _, counts = key[len(prefix) + 1 :].partition(":")
+    record_id, dot, seq = run.rpartition(".")
+    if not dot or not (seq.isascii() and seq.isdigit() and len(seq) <= 9):
+        record_id, seq = run, "0"
     calls: dict[str, int] = {}
     for part in counts.split(","):
         provider, _, n = part.partition("=")
         if provider in PROVIDERS and n.isascii() and n.isdigit() and len(n) <= 9:
             calls[provider] = calls.get(provider, 0) + int(n)
-    return calls
+    return record_id, int(seq), calls
 
 
 async def load_usage(kv: KVStore, day: str) -> DailyUsage:
     """Today's usage: the sum of the day's records (one list; empty when nothing was recorded).
 
-    More records than one list page holds (1000 runs in a day) cannot be summed in one
-    subrequest: the budgets are then treated as spent for the rest of the day.
+    Of one run's records only the highest ``seq`` counts (they are cumulative). More records
+    than one list page holds cannot be summed in one subrequest: the budgets are then treated
+    as spent for the rest of the day.
     """
     prefix = usage_prefix(day)
     page = await kv.list(prefix, limit=MAX_USAGE_RECORDS)
     usage = DailyUsage(day, saturated=page.cursor is not None)
+    latest: dict[str, tuple[int, dict[str, int]]] = {}
     for key in page.keys:
         if key == prefix:
             raw = await kv.get(key)  # the legacy single record
             data = json.loads(raw) if raw else {}
             usage.calls_from({str(k): int(v) for k, v in data.get("calls", {}).items()})
         elif key.startswith(prefix + ":"):
-            usage.calls_from(_record_calls(key, prefix))
+            record_id, seq, calls = _record_calls(key, prefix)
+            if record_id not in latest or seq > latest[record_id][0]:
+                latest[record_id] = (seq, calls)
+    for _seq, calls in latest.values():
+        usage.calls_from(calls)
     return usage
 
 
-async def save_usage(kv: KVStore, usage: DailyUsage, clocks: Clocks) -> None:
-    """Write what this run spent since its last save as a new record (no other run's key)."""
-    if not usage.changed:
-        return
-    spent = {p: n for p, n in usage.spent.items() if n}
-    record = {"day": usage.day, "calls": spent, "writtenAt": clocks.wall()}
-    key = usage_record_key(usage.day, secrets.token_hex(6), spent)
-    await kv.put(key, json.dumps(record), ttl_s=USAGE_TTL_S)
-    usage.spent = {}
+class UsageLedger:
+    """One run's usage record: written before the upstream calls it counts, settled after.
+
+    ``cover(estimate)`` makes sure the run's latest record counts what it has spent plus the
+    worst case of what it is about to spend (writing a new record only when the latest does
+    not already); ``settle()`` writes the real spend. A run's records are cumulative and the
+    day counts its highest only, so a run that dies (an exception, a CPU-limit kill) has
+    counted its calls already, at worst over, never under; one that ends counts them exactly.
+    Each write is one KV put (one subrequest).
+    """
+
+    def __init__(
+        self, kv: KVStore, usage: DailyUsage, clocks: Clocks, *, record_id: str | None = None
+    ) -> None:
+        self._kv = kv
+        self.usage = usage
+        self._clocks = clocks
+        self.record_id = record_id or secrets.token_hex(6)
+        self.seq = -1
+        self.committed: dict[str, int] = {}
+
+    def covers(self, estimate: Mapping[str, int]) -> bool:
+        """The latest record already counts what was spent plus ``estimate``."""
+        return all(
+            self.usage.spent.get(p, 0) + int(estimate.get(p, 0)) <= self.committed.get(p, 0)
+            for p in PROVIDERS
+        )
+
+    async def cover(self, estimate: Mapping[str, int]) -> None:
+        """Write a record counting the spend so far plus ``estimate``, unless one does."""
+        if self.covers(estimate):
+            return
+        await self._write(
+            {p: self.usage.spent.get(p, 0) + int(estimate.get(p, 0)) for p in PROVIDERS}
+        )
+
+    async def settle(self) -> None:
+        """Write the run's real spend, unless the latest record says exactly that."""
+        spent = {p: self.usage.spent.get(p, 0) for p in PROVIDERS}
+        if spent == {p: self.committed.get(p, 0) for p in PROVIDERS}:
+            return
+        await self._write(spent)
+
+    async def _write(self, counts: dict[str, int]) -> None:
+        seq = self.seq + 1
+        record = {
+            "day": self.usage.day,
+            "run": self.record_id,
+            "seq": seq,
+            "calls": counts,
+            "writtenAt": self._clocks.wall(),
+        }
+        key = usage_record_key(self.usage.day, self.record_id, counts, seq)
+        await self._kv.put(key, json.dumps(record), ttl_s=USAGE_TTL_S)
+        self.seq, self.committed = seq, counts
 
 
 async def wait_for_write_slot(last_write: float | None, clocks: Clocks) -> None:

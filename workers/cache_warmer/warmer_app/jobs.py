@@ -3,7 +3,9 @@
 Layout (KV ``WARMING_CACHE``, R2 ``LIBRARY_DATA``)::
 
     R2  libraries/{id}/source.csv   the upload as received (the file part of a multipart form)
-    R2  libraries/{id}/plan.json    the units, append-only (verification appends re-queued units)
+    R2  libraries/{id}/plan.json    the units, append-only (verification and retries append units)
+    R2  libraries/{id}/import.json  what the import found: rows skipped (line, reason), rows
+                                    without an ISBN; shown on the library's page to the token holder
     KV  job:{id}                    JobState: cursor, counters, failures, last run; written at
                                     import and at most once per run, >= 1 s after its last write
     KV  unit:{id}:{n:06d}           UnitResult of unit n; written exactly once, right after the
@@ -21,16 +23,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bookmeta import BlobStore, Clocks, KVStore
 
 from .budget import wait_for_write_slot
-from .planner import StopReason, Unit
+from .planner import StopReason, Unit, UnitKind, build_units
 
 JOB_PREFIX = "job:"
 MAX_FAILURES_SHOWN = 100
+MAX_REPORT_LINES = (
+    1000  # lines without an ISBN kept in import.json (problems: formats.MAX_PROBLEMS)
+)
 CRON_INTERVAL_S = 900.0
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
@@ -58,6 +63,19 @@ def source_key(job_id: str) -> str:
 def plan_key(job_id: str) -> str:
     """R2 key of the job's units."""
     return f"libraries/{job_id}/plan.json"
+
+
+def report_key(job_id: str) -> str:
+    """R2 key of the import report (rows skipped, rows without an ISBN)."""
+    return f"libraries/{job_id}/import.json"
+
+
+def kind_counts(units: Sequence[Unit]) -> dict[str, dict[str, int]]:
+    """``{kind: {"total", "done", "failed"}}`` for ``units`` not yet run (both kinds present)."""
+    counts = {kind.value: {"total": 0, "done": 0, "failed": 0} for kind in UnitKind}
+    for unit in units:
+        counts[unit.kind.value]["total"] += len(unit.items)
+    return counts
 
 
 @dataclass
@@ -105,7 +123,7 @@ class JobState:
     done: int = 0
     failed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-    attempts: int = 0
+    attempts: int = 0  # attempts of the unit at the cursor so far
     runs: int = 0
     first_run_at: float | None = None
     last_run: dict[str, Any] | None = None
@@ -113,6 +131,11 @@ class JobState:
     last_verify: dict[str, Any] | None = None
     verify_cursor: int = 0
     saved_at: float | None = None
+    # Items per unit kind ("isbns", "author"): total, done, failed. Empty for jobs imported
+    # before it existed (their pages then show one bar for all items).
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    # attempts.UnitProgress of the unit at the cursor while it is unfinished between runs
+    unit_progress: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -126,11 +149,44 @@ class JobState:
         self.done += len(result.done)
         self.failed += len(result.failed)
         self.failures.extend({"unit": result.n, **f} for f in result.failed)
+        if (counts := self.by_kind.get(result.kind)) is not None:
+            counts["done"] += len(result.done)
+            counts["failed"] += len(result.failed)
         self.cursor += 1
         self.attempts = 0
+        self.unit_progress = None
+
+    def grow(self, added: Sequence[Unit]) -> None:
+        """Account units appended to the plan (after the existing ``units``)."""
+        self.units += len(added)
+        for unit in added:
+            self.items += len(unit.items)
+            if (counts := self.by_kind.get(unit.kind.value)) is not None:
+                counts["total"] += len(unit.items)
+
+    def requeue_failures(self, units: Sequence[Unit], *, chunk_size: int) -> list[Unit]:
+        """Forget every recorded failure; returns the units that warm those items again.
+
+        ``units`` is the plan (a failure names its unit, hence its item's kind). The items
+        leave ``failed`` and ``failures`` and become pending work again, one unit item per
+        failure: ``items`` does not change, ``units`` grows by the returned units, which the
+        caller appends to the plan.
+        """
+        isbns: list[str] = []
+        authors: list[str] = []
+        for failure in self.failures:
+            kind = units[int(failure["unit"])].kind
+            (isbns if kind is UnitKind.ISBNS else authors).append(str(failure["item"]))
+            if (counts := self.by_kind.get(kind.value)) is not None:
+                counts["failed"] -= 1
+        added = build_units(isbns, authors, chunk_size=chunk_size)
+        self.failed -= len(self.failures)
+        self.failures = []
+        self.units += len(added)
+        return added
 
     def failed_items(self) -> set[str]:
-        """Items that failed at least once (verification leaves them alone)."""
+        """Items recorded as failed (verification leaves them alone; a retry forgets them)."""
         return {str(f["item"]) for f in self.failures}
 
     def to_json(self) -> str:
@@ -139,9 +195,10 @@ class JobState:
 
     @classmethod
     def from_json(cls, raw: str) -> JobState:
-        """Inverse of to_json."""
+        """Inverse of to_json; fields a newer version added are ignored (rolling deploys)."""
         data: dict[str, Any] = json.loads(raw)
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def progress(state: JobState) -> dict[str, Any]:
@@ -239,13 +296,24 @@ class JobStore:
         *,
         content_type: str,
         metadata: Mapping[str, str],
+        report: Mapping[str, Any],
     ) -> None:
-        """Store the upload, the plan and the initial state (in that order: state last)."""
+        """Store the upload, the plan, the import report and the initial state (state last)."""
         await self._blobs.put(
             source_key(state.id), source, custom_metadata=metadata, content_type=content_type
         )
         await self.save_units(state.id, units)
+        body = json.dumps(report, ensure_ascii=False, separators=(",", ":"))
+        await self._blobs.put(report_key(state.id), body, content_type="application/json")
         await self.save(state)
+
+    async def load_report(self, job_id: str) -> dict[str, Any] | None:
+        """The import report, or None (libraries imported before reports were kept)."""
+        blob = await self._blobs.get(report_key(job_id))
+        if blob is None:
+            return None
+        report: dict[str, Any] = json.loads(blob.text())
+        return report
 
     async def load(self, job_id: str) -> JobState | None:
         """The job's state, or None when there is no such job."""

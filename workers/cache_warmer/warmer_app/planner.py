@@ -4,15 +4,18 @@ A unit is a chunk of ISBNs (one ``warm_isbns`` RPC) or one distinct author (ISBN
 ``/author/{name}`` plus the proxy's ``/search/auto``). Costs, on our side of the bindings:
 
 ======================  ===========================================================
-ISBN chunk              2 subrequests: the RPC, the unit's result key in KV
+ISBN chunk              2 subrequests: the RPC, the unit's result key in KV (another
+                        RPC per further attempt when the proxy deferred some ISBNs)
 author                  3 subrequests: two fetches, the unit's result key in KV
-per job worked          9: state get, plan get (R2), catch-up probe (>= 1 get),
-                        lease get/put/confirm get, release get/put, state put
-per run                 3: job list, daily usage get, daily usage put
+per job worked          10: state get, plan get (R2), catch-up probe (>= 1 get),
+                        lease get/put/confirm get, release get/put, state put, and one
+                        usage record put covering the job's units before they run
+per run                 3: job list, daily usage list, daily usage put (the settled record)
 ======================  ===========================================================
 
-Upstream calls (for the daily provider budgets) are estimated pessimistically per unit; the
-proxy reports its real counts for ISBN chunks and those replace the estimate once known.
+Upstream calls (for the daily provider budgets) are estimated pessimistically per unit (per
+attempt: for the items still to do); the proxy reports its real counts for ISBN chunks and
+those replace the estimate once known.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Any
 
 ISBN_UNIT_SUBREQUESTS = 2
 AUTHOR_UNIT_SUBREQUESTS = 3
-JOB_SUBREQUESTS = 9
+JOB_SUBREQUESTS = 10
 JOB_END_SUBREQUESTS = 3  # release get/put + state put, reserved while working a job
+USAGE_COVER_SUBREQUESTS = 1  # a usage record put before the calls it counts (budget.UsageLedger)
 RUN_SUBREQUESTS = 3
 RUN_END_SUBREQUESTS = 1  # the daily usage put
 ISBNDB_BULK_MAX = 100
@@ -144,14 +148,23 @@ def plan_batch(
     indices: list[int] = []
     for n in range(start, len(units)):
         unit = units[n]
-        if unit.subrequests > spend:
-            return BatchPlan(indices, StopReason.SUBREQUESTS, f"{spend} subrequests left")
-        cost = upstream_estimate(unit)
-        short = [p for p, c in cost.items() if c > left.get(p, 0)]
-        if short:
-            return BatchPlan(indices, StopReason.DAILY_BUDGET, ", ".join(sorted(short)))
+        blocked = blocker(unit, subrequests=spend, daily_left=left)
+        if blocked is not None:
+            return BatchPlan(indices, *blocked)
         spend -= unit.subrequests
-        for provider, c in cost.items():
+        for provider, c in upstream_estimate(unit).items():
             left[provider] = left.get(provider, 0) - c
         indices.append(n)
     return BatchPlan(indices, StopReason.COMPLETE)
+
+
+def blocker(
+    unit: Unit, *, subrequests: int, daily_left: Mapping[str, int]
+) -> tuple[StopReason, str] | None:
+    """Why ``unit`` (its items still to do) cannot run now, or None when both budgets cover it."""
+    if unit.subrequests > subrequests:
+        return StopReason.SUBREQUESTS, f"{max(0, subrequests)} subrequests left"
+    short = [p for p, c in upstream_estimate(unit).items() if c > daily_left.get(p, 0)]
+    if short:
+        return StopReason.DAILY_BUDGET, ", ".join(sorted(short))
+    return None

@@ -6,6 +6,10 @@ author searches) and checked with the proxy's ``cache_status`` RPC in chunks. Mi
 keys with less than 24 h left are re-queued as new units appended to the plan. Large libraries
 are checked round-robin: ``verify_cursor`` remembers where the budget ran out. A dated report
 goes to R2 ``reports/{YYYY-MM-DD}.json`` (UTC).
+
+First, the pass asks the proxy to sweep its cold tier (``sweep_cache``, one subrequest here):
+R2 keeps cache entries until deleted, so those past their cold TTL are deleted, a few list
+pages a night, the proxy resuming where the last night stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from .lease import Leases
 from .planner import Unit, UnitKind, build_units
 
 EXPIRY_MARGIN_S = 24 * 3600.0
+# List pages (1,000 objects each) the proxy sweeps a night: 2 R2 operations per page, in the
+# proxy's own invocation; a night covers 5,000 cache entries, the walk resumes the next.
+SWEEP_MAX_PAGES = 5
+SWEEP_SUBREQUESTS = 1  # the sweep_cache RPC
 JOB_START_SUBREQUESTS = 12  # state get x2, lease (up to 7), catch-up probe, plan get
 JOB_END_SUBREQUESTS = 4  # plan put, state put, release get/put
 RUN_END_SUBREQUESTS = 1  # the report put
@@ -95,7 +103,8 @@ class Verifier:
         self._chunk_size = chunk_size
 
     async def run(self, job_ids: list[str]) -> dict[str, Any]:
-        """Verify the jobs and write the day's report; returns the report."""
+        """Sweep the proxy's cold tier, verify the jobs and write the day's report."""
+        sweep = await self._sweep()
         jobs: list[dict[str, Any]] = []
         for job_id in job_ids:
             if (
@@ -117,6 +126,7 @@ class Verifier:
                 k: sum(int(j.get(k, 0)) for j in jobs)
                 for k in ("checked", "missing", "expiring", "requeued")
             },
+            "sweep": sweep,
             "subrequests": self._meter.used + 1,
         }
         await self._reports.put(
@@ -125,6 +135,19 @@ class Verifier:
             content_type="application/json",
         )
         return report
+
+    async def _sweep(self) -> dict[str, Any]:
+        """Ask the proxy to delete expired cold entries; a failure is reported, not raised."""
+        try:
+            result = await self._proxy.call("sweep_cache", SWEEP_MAX_PAGES)
+        except BookmetaError as exc:  # the binding threw or timed out
+            result = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if not isinstance(result, dict) or "error" in result:
+            error = str(result.get("error") if isinstance(result, dict) else result)[:300]
+            self._log.warning("verify.sweep_failed", error=error)
+            return {"error": error}
+        self._log.event("verify.sweep", **result)
+        return dict(result)
 
     async def _verify_locked(self, state: JobState) -> dict[str, Any]:
         lease = await self._leases.acquire(state.id)
@@ -186,10 +209,8 @@ class Verifier:
             isbns = [item for kind, item in requeue if kind is UnitKind.ISBNS]
             authors = [item for kind, item in requeue if kind is UnitKind.AUTHOR]
             added = build_units(isbns, authors, chunk_size=self._chunk_size)
-            units = units[: state.units] + added
-            await self._store.save_units(state.id, units)
-            state.units = len(units)
-            state.items += len(requeue)
+            await self._store.save_units(state.id, units[: state.units] + added)
+            state.grow(added)
             state.requeued += len(requeue)
         state.verify_cursor = 0 if checked >= len(ordered) else (start + checked) % len(ordered)
         summary: dict[str, Any] = {

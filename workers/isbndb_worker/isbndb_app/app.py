@@ -2,6 +2,9 @@
 
 Each operation returns its JSON body (a plain dict) or a `Failure`; HTTP renders a failure
 as a JSON error response, RPC returns ``{"error": {..., "status", "retryAfter"}}``.
+Callers say why they call (`bookmeta.Purpose`): over HTTP in the ``x-isbndb-purpose``
+header, over RPC as the last argument; absent means public. Every ISBNdb call takes a slot
+from the key guard first (keyguard.py); cache hits never reach it.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ from typing import Any
 import httpx
 
 from bookmeta import (
+    PURPOSE_HEADER,
     BookmetaError,
     ConfigError,
+    GuardRefused,
     InvalidInput,
     Log,
+    Purpose,
     Request,
     Response,
     Router,
     WorkerEnv,
     json_response,
+    parse_purpose,
     refuse_extra_args,
     serve,
 )
@@ -28,9 +35,27 @@ from bookmeta import (
 from . import validation
 from .catalog import Catalog
 from .client import HttpSession, IsbndbClient
-from .config import API_KEY_SECRET, MAX_BODY_BYTES, VERSION, WORKER, Settings
-from .errors import Failure, config_error, failure_for, not_configured, not_found
+from .config import (
+    API_KEY_SECRET,
+    CACHE_BINDING,
+    GUARD_BINDING,
+    MAX_BODY_BYTES,
+    SLOT_MAX_WAIT_S,
+    VERSION,
+    WORKER,
+    Settings,
+)
+from .errors import (
+    Failure,
+    config_error,
+    failure_for,
+    guard_not_bound,
+    not_configured,
+    not_found,
+)
 from .isolate import Isolate, State
+from .keyguard import KeyGuard, guard_name
+from .shared_cache import SharedCache
 
 Body = dict[str, Any]
 Outcome = Body | Failure
@@ -48,6 +73,7 @@ class App:
     ) -> None:
         self._env = env
         self._metrics = isolate.metrics
+        self._refusals = isolate.refusals
         self._config_failure: Failure | None = None
         settings = isolate.settings(env)
         if isinstance(settings, ConfigError):
@@ -73,22 +99,25 @@ class App:
         )
 
     async def _http_author(self, request: Request, name: str) -> Response:
-        query = request.query
-        return _render(
-            await self._guard(
-                self._author(name, query.get("page"), query.get("pageSize"), query.get("language"))
-            )
-        )
+        async def lookup() -> Outcome:
+            query = request.query
+            page, size, language = query.get("page"), query.get("pageSize"), query.get("language")
+            return await self._author(name, page, size, language, _purpose_of(request))
+
+        return _render(await self._guard(lookup()))
 
     async def _http_book(self, request: Request, isbn: str) -> Response:
-        return _render(await self._guard(self._book(isbn)))
+        async def lookup() -> Outcome:
+            return await self._book(isbn, _purpose_of(request))
+
+        return _render(await self._guard(lookup()))
 
     async def _http_books(self, request: Request) -> Response:
         async def parse_then_lookup() -> Outcome:
             payload = await request.read_json(MAX_BODY_BYTES)
             if not isinstance(payload, dict) or "isbns" not in payload:
                 raise InvalidInput("isbns", 'body must be a JSON object {"isbns": [...]}')
-            return await self._books(payload["isbns"])
+            return await self._books(payload["isbns"], _purpose_of(request))
 
         return _render(await self._guard(parse_then_lookup()))
 
@@ -109,20 +138,31 @@ class App:
         page: Any = None,
         page_size: Any = None,
         language: Any = None,
+        purpose: Any = None,
         *extra: Any,
     ) -> Body:
-        """RPC ``author(name, page, page_size, language)`` -> the ``/author/{name}`` body."""
-        return await self._rpc(
-            "author", lambda: self._author(name, page, page_size, language), extra, 4
-        )
+        """RPC ``author(name, page, page_size, language, purpose)`` -> the ``/author`` body."""
 
-    async def book(self, isbn: Any = None, *extra: Any) -> Body:
-        """RPC ``book(isbn)`` -> ``{"book": Book}`` or an error (404 ``not_found``)."""
-        return await self._rpc("book", lambda: self._book(isbn), extra, 1)
+        async def op() -> Outcome:
+            return await self._author(name, page, page_size, language, parse_purpose(purpose))
 
-    async def books(self, isbns: Any = None, *extra: Any) -> Body:
-        """RPC ``books(isbns)`` -> ``{"books", "matches", "notFound", "invalid", "requested"}``."""
-        return await self._rpc("books", lambda: self._books(isbns), extra, 1)
+        return await self._rpc("author", op, extra, 5)
+
+    async def book(self, isbn: Any = None, purpose: Any = None, *extra: Any) -> Body:
+        """RPC ``book(isbn, purpose)`` -> ``{"book": Book}`` or an error (404 ``not_found``)."""
+
+        async def op() -> Outcome:
+            return await self._book(isbn, parse_purpose(purpose))
+
+        return await self._rpc("book", op, extra, 2)
+
+    async def books(self, isbns: Any = None, purpose: Any = None, *extra: Any) -> Body:
+        """RPC ``books(isbns, purpose)`` -> the ``POST /books`` body."""
+
+        async def op() -> Outcome:
+            return await self._books(isbns, parse_purpose(purpose))
+
+        return await self._rpc("books", op, extra, 2)
 
     async def health(self, *extra: Any) -> Body:
         """RPC ``health()`` -> the ``/health`` body."""
@@ -164,24 +204,51 @@ class App:
         finally:
             await self._session.aclose()
 
-    async def _catalog(self) -> Catalog | Failure:
+    def _key_guard(self, api_key: str) -> KeyGuard | Failure:
+        namespace = self._env.durable_object(GUARD_BINDING)
+        if namespace is None:
+            return guard_not_bound()
+        return KeyGuard(
+            namespace.get_by_name(guard_name(api_key)),
+            memo=self._refusals,
+            clocks=self._env.clocks,
+            metrics=self._metrics,
+            max_wait_s=SLOT_MAX_WAIT_S,
+            log=self._log,
+        )
+
+    async def _catalog(self, purpose: Purpose) -> Catalog | Failure:
         if self._config_failure is not None:
             return self._config_failure
         api_key = await self._api_key()
         if api_key is None:
             return not_configured()
+        guard = self._key_guard(api_key)
+        if isinstance(guard, Failure):
+            return guard
         client = IsbndbClient(
             session=self._session,
             base_url=self._settings.base_url,
             api_key=api_key,
             breaker=self._state.breaker,
-            limiter=self._state.limiter,
+            guard=guard,
+            purpose=purpose,
             clocks=self._env.clocks,
             metrics=self._metrics,
             log=self._log,
         )
+        shared = SharedCache(
+            self._env.kv(CACHE_BINDING),
+            schedule=self._env.wait_until,
+            metrics=self._metrics,
+            log=self._log,
+        )
         return Catalog(
-            client=client, state=self._state, settings=self._settings, metrics=self._metrics
+            client=client,
+            state=self._state,
+            shared=shared,
+            settings=self._settings,
+            metrics=self._metrics,
         )
 
     async def _api_key(self) -> str | None:
@@ -191,31 +258,33 @@ class App:
             return None
         return key
 
-    async def _author(self, name: Any, page: Any, page_size: Any, language: Any) -> Outcome:
+    async def _author(
+        self, name: Any, page: Any, page_size: Any, language: Any, purpose: Purpose
+    ) -> Outcome:
         clean_name = validation.author_name(name)
         page_no = validation.page(page)
         size = validation.page_size(page_size, maximum=self._settings.max_books_per_author)
         lang = validation.language(language)
-        catalog = await self._catalog()
+        catalog = await self._catalog(purpose)
         if isinstance(catalog, Failure):
             return catalog
         return await catalog.author(clean_name, page_no, size, lang)
 
-    async def _book(self, isbn: Any) -> Outcome:
+    async def _book(self, isbn: Any, purpose: Purpose) -> Outcome:
         isbn13 = validation.isbn(isbn)
-        catalog = await self._catalog()
+        catalog = await self._catalog(purpose)
         if isinstance(catalog, Failure):
             return catalog
         book = await catalog.book(isbn13)
         return not_found(isbn13) if book is None else {"book": book.as_dict()}
 
-    async def _books(self, isbns: Any) -> Outcome:
+    async def _books(self, isbns: Any, purpose: Purpose) -> Outcome:
         batch = validation.isbn_batch(isbns)
         found: list[Any] = []
         missing: list[str] = []
         matches: dict[str, str] = {}
         if batch.valid:
-            catalog = await self._catalog()
+            catalog = await self._catalog(purpose)
             if isinstance(catalog, Failure):
                 return catalog
             books, missing, matches = await catalog.books(batch.valid)
@@ -228,17 +297,29 @@ class App:
             "requested": len(batch.valid),
         }
 
+    async def _quota(self, api_key: str | None) -> Body:
+        """Today's used and left calls from the key guard, or why they are unknown."""
+        if api_key is None:
+            return {"error": f"{API_KEY_SECRET} is not configured"}
+        guard = self._key_guard(api_key)
+        if isinstance(guard, Failure):
+            return {"error": guard.message}
+        try:
+            return await guard.usage()
+        except GuardRefused as exc:
+            return {"error": exc.message}
+
     async def _health(self) -> Outcome:
+        api_key = await self._api_key()
         body: Body = {
             "worker": WORKER,
             "version": VERSION,
-            "apiKeyConfigured": await self._api_key() is not None,
+            "apiKeyConfigured": api_key is not None,
             "upstream": self._settings.base_url,
             "breaker": self._state.breaker.snapshot(),
-            "rateLimit": {
-                "minIntervalMs": self._settings.rate_limit_ms,
-                **self._state.limiter.snapshot(),
-            },
+            "quota": await self._quota(api_key),
+            "sharedCache": self._env.kv(CACHE_BINDING) is not None,
+            "refusedUntil": self._refusals.snapshot(self._env.clocks.wall()),
             "bulkLimit": self._settings.bulk_limit,
             "maxBooksPerAuthor": self._settings.max_books_per_author,
         }
@@ -252,13 +333,17 @@ class App:
             "version": VERSION,
             **self._metrics.snapshot(),
             "breaker": self._state.breaker.snapshot(),
-            "rateLimit": self._state.limiter.snapshot(),
+            "refusedUntil": self._refusals.snapshot(self._env.clocks.wall()),
             "cache": {
                 "books": self._state.books.snapshot(),
                 "notFound": self._state.not_found.snapshot(),
                 "authors": self._state.authors.snapshot(),
             },
         }
+
+
+def _purpose_of(request: Request) -> Purpose:
+    return parse_purpose(request.header(PURPOSE_HEADER))
 
 
 def _render(outcome: Outcome) -> Response:

@@ -1,4 +1,4 @@
-"""Calls to ISBNdb: rate limit, retry and circuit breaker around `bookmeta.request_json`.
+"""Calls to ISBNdb: key guard slot, retry and circuit breaker around `bookmeta.request_json`.
 
 The API key only ever goes into the ``Authorization`` header of the outgoing request: it is
 not logged, and `request_json` keeps URLs and headers out of its error messages.
@@ -16,7 +16,7 @@ from bookmeta import (
     Clocks,
     Log,
     Metrics,
-    RateLimiter,
+    Purpose,
     RetryEvent,
     RetryPolicy,
     UpstreamError,
@@ -27,6 +27,7 @@ from bookmeta import (
 
 from .books import PROVIDER
 from .config import RETRY_AFTER_CAP_S, RETRY_ATTEMPTS, RETRY_DEADLINE_S, TIMEOUT_S
+from .keyguard import KeyGuard
 
 POLICY = RetryPolicy(
     attempts=RETRY_ATTEMPTS,
@@ -62,12 +63,14 @@ class HttpSession:
 
 
 class IsbndbClient:
-    """ISBNdb v2 over HTTP, spaced by ``limiter``, retried per ``policy``, behind ``breaker``.
+    """ISBNdb v2 over HTTP: every attempt (retries too) takes a slot from the key ``guard``
+    for ``purpose`` first; retried per ``policy``, behind ``breaker``.
 
     Raises (from `get`/`post`):
         RateLimited: ISBNdb kept answering 429 after the retries.
         UpstreamError: 4xx other than 404 (not retried), or 5xx/timeouts after the retries.
-        CircuitOpen: the breaker is open; no call is made.
+        CircuitOpen: the breaker is open; no call is made (and no slot taken).
+        QuotaExhausted, GuardRefused: the key guard refused; no call is made.
     """
 
     def __init__(
@@ -77,7 +80,8 @@ class IsbndbClient:
         base_url: str,
         api_key: str,
         breaker: CircuitBreaker,
-        limiter: RateLimiter,
+        guard: KeyGuard,
+        purpose: Purpose,
         clocks: Clocks,
         metrics: Metrics,
         log: Log | None = None,
@@ -87,7 +91,8 @@ class IsbndbClient:
         self._base_url = base_url
         self._headers = {"authorization": api_key, "accept": "application/json"}
         self._breaker = breaker
-        self._limiter = limiter
+        self._guard = guard
+        self._purpose = purpose
         self._clocks = clocks
         self._metrics = metrics
         self._log = log
@@ -114,7 +119,7 @@ class IsbndbClient:
         url = self._base_url + path
 
         async def attempt() -> UpstreamResponse:
-            await self._limiter.acquire()
+            await self._guard.take(self._purpose)
             self._metrics.incr("upstream.calls")
             started = self._clocks.monotonic()
             ok = False

@@ -15,16 +15,18 @@ from bookmeta import (
     BookmetaError,
     CircuitOpen,
     ConfigError,
+    GuardRefused,
     InvalidInput,
     InvalidISBN,
     PayloadTooLarge,
+    QuotaExhausted,
     RateLimited,
     Response,
     UpstreamError,
     error_response,
 )
 
-from .config import API_KEY_SECRET
+from .config import API_KEY_SECRET, GUARD_BINDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,16 @@ def not_configured() -> Failure:
     )
 
 
+def guard_not_bound() -> Failure:
+    """The key guard's Durable Object binding is missing: no call may be made without it."""
+    return Failure(
+        503,
+        "not_configured",
+        f"{GUARD_BINDING} (the key guard's Durable Object binding) is not configured: add it "
+        "and its [[migrations]] new_sqlite_classes to the worker's config",
+    )
+
+
 def not_found(isbn13: str) -> Failure:
     """ISBNdb has no book for ``isbn13``."""
     return Failure(404, "not_found", f"ISBNdb has no book with ISBN {isbn13}")
@@ -89,6 +101,17 @@ def failure_for(exc: BookmetaError) -> Failure:
         return Failure(400, "invalid_input", str(exc), details={"param": exc.param})
     if isinstance(exc, InvalidISBN):
         return Failure(400, "invalid_isbn", str(exc), details={"param": "isbn"})
+    if isinstance(exc, QuotaExhausted):
+        return Failure(
+            429,
+            "quota_exhausted",
+            f"{exc.message}; it resets at 00:00 UTC",
+            retry_after_s=exc.retry_after_s or 1.0,
+            details={"provider": exc.provider},
+        )
+    if isinstance(exc, GuardRefused):
+        code = "rate_limited" if exc.reason == "rate" else "guard_unavailable"
+        return Failure(503, code, exc.message, retry_after_s=exc.retry_after_s or 1.0)
     if isinstance(exc, CircuitOpen):
         return Failure(
             503,

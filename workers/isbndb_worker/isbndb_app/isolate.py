@@ -1,4 +1,7 @@
-"""Per-isolate state: breaker, rate limiter, caches and metrics (no I/O, no randomness).
+"""Per-isolate state: breaker, caches, refusals known, metrics (no I/O, no randomness).
+
+What must hold across isolates (the key's rate and daily quota) is the key guard's job
+(policy.py, a Durable Object); what is kept here only saves work, never allows more.
 
 The entry module makes one `Isolate` at import; the parts that need settings and clocks are
 built on first use, from the first invocation's env (the runtime's clocks in production,
@@ -18,7 +21,6 @@ from bookmeta import (
     ConfigError,
     Log,
     Metrics,
-    RateLimiter,
     SettingsCache,
     WorkerEnv,
 )
@@ -36,6 +38,7 @@ from .config import (
     WORKER,
     Settings,
 )
+from .keyguard import RefusalMemo
 from .lru import LRUCache
 
 AuthorKey = tuple[str, int, int, str | None]
@@ -46,7 +49,6 @@ class State:
     """What survives between invocations of one isolate."""
 
     breaker: CircuitBreaker
-    limiter: RateLimiter
     books: LRUCache[str, Book]
     not_found: LRUCache[str, bool]
     authors: LRUCache[AuthorKey, AuthorPage]
@@ -57,6 +59,7 @@ class Isolate:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
+        self.refusals = RefusalMemo()
         self._state: State | None = None
         self._settings = SettingsCache(VAR_NAMES, Settings.from_env)
 
@@ -74,9 +77,6 @@ class Isolate:
                     reset_timeout_s=BREAKER_RESET_S,
                     clock=clocks.monotonic,
                     on_change=self._on_breaker_change,
-                ),
-                limiter=RateLimiter.from_ms(
-                    settings.rate_limit_ms, clock=clocks.monotonic, sleep=clocks.sleep
                 ),
                 books=LRUCache(
                     BOOK_CACHE_ENTRIES, default_ttl_s=BOOK_TTL_S, clock=clocks.monotonic

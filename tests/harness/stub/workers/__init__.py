@@ -2,7 +2,8 @@
 
 The real module imports `js`/`pyodide` and cannot load in CPython. This mirrors the
 signatures the project uses, and is as strict as the real one where it matters:
-`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` keeps both, and a
+`Response` accepts only str/bytes/None bodies, `WorkerEntrypoint(ctx, env)` and
+`DurableObject(ctx, env)` keep both, and a
 body is read once: whole (`bytes()`), or chunk by chunk through `request.body` (a
 ReadableStream), never both; `bytes_read` counts what was handed out.
 It is put on sys.path by tests/conftest.py only.
@@ -17,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "CHUNK_BYTES",
+    "DurableObject",
     "FetchResponse",
     "Headers",
     "JsDict",
@@ -277,6 +279,14 @@ class Response(FetchResponse):
 
 class WorkerEntrypoint:
     """Base of `class Default(WorkerEntrypoint)`: keeps `ctx` and `env`."""
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+class DurableObject:
+    """Base of a Durable Object class: keeps `ctx` (its state and storage) and `env`."""
 
     def __init__(self, ctx: Any, env: Any) -> None:
         self.ctx = ctx

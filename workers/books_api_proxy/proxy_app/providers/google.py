@@ -16,7 +16,7 @@ from bookmeta import InvalidISBN, UpstreamError, canonical, request_json
 
 from ..dates import normalize_date
 from ..languages import normalize_language
-from ..model import Edition, Identifier, Provider
+from ..model import Edition, Identifier, Page, Provider
 from . import _fields as f
 
 PROVIDER: Provider = "google"
@@ -104,6 +104,16 @@ def parse_volumes(data: Any) -> list[Edition]:
     return [edition for edition in parsed if edition is not None]
 
 
+def parse_total(data: Any) -> int | None:
+    """``totalItems``, Google's count of every match (not the page's length), if sane."""
+    if not isinstance(data, Mapping):
+        return None
+    total = data.get("totalItems")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return total
+    return None
+
+
 def only_isbn(editions: list[Edition], isbn13: str) -> list[Edition]:
     """Keep the editions that really carry ``isbn13`` (Google sometimes answers another book)."""
     return [e for e in editions if e.isbn13 == isbn13]
@@ -119,13 +129,16 @@ async def fetch_volumes(
     lang: str | None,
     now: float,
     timeout_s: float,
-) -> list[Edition]:
-    """Query ``/volumes`` and map the answer.
+    start_index: int = 0,
+) -> Page:
+    """Query ``/volumes`` from ``start_index`` and map the page (and Google's match count).
 
     Raises:
         UpstreamError: the call failed (``RateLimited`` on 429) or the answer is malformed.
     """
     params: dict[str, str | int] = {"q": q, "maxResults": max_results, "printType": "books"}
+    if start_index:
+        params["startIndex"] = start_index
     if lang:
         params["langRestrict"] = lang
     if key:
@@ -140,7 +153,7 @@ async def fetch_volumes(
         timeout_s=timeout_s,
     )
     if resp.status == 404:
-        return []
+        return Page([], 0)
     if resp.data is not None and not isinstance(resp.data, Mapping):
         raise UpstreamError(PROVIDER, None, "unexpected response shape")
-    return parse_volumes(resp.data)
+    return Page(parse_volumes(resp.data), parse_total(resp.data))

@@ -2,9 +2,12 @@
 
 HTTP over the binding (absolute URLs), like the original design, so the request id
 (``x-request-id``, added by the binding's ObservedService) follows a search into the
-isbndb worker's logs; RPC cannot carry it. The worker returns normalized books
-(ARCHITECTURE.md) and, on failure, ``{"error": {"code", "message", ...}}`` with an HTTP
-status, which is turned back into our exception tree here.
+isbndb worker's logs; RPC cannot carry it. Every request says its purpose in the
+``x-isbndb-purpose`` header (public searches ``public``, ``warm_isbns`` ``warm``), so the
+worker's key guard keeps the warming reserve for warming. The worker returns normalized
+books (ARCHITECTURE.md) and, on failure, ``{"error": {"code", "message", ...}}`` with an
+HTTP status, which is turned back into our exception tree here (a spent quota is
+``QuotaExhausted``: not ISBNdb failing, so no breaker counts it).
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bookmeta import (
+    PURPOSE_HEADER,
     BookmetaError,
     InvalidISBN,
+    Purpose,
+    QuotaExhausted,
     RateLimited,
     Request,
     Response,
@@ -119,7 +125,9 @@ def raise_for_error(result: Any) -> Mapping[str, Any]:
     """Return a worker result, or raise what its ``{"error": ...}`` describes.
 
     Raises:
-        RateLimited: the worker reported a 429.
+        QuotaExhausted: the worker's key guard says the day's quota (or this purpose's
+            share) is spent (429 ``quota_exhausted``).
+        RateLimited: the worker reported another 429.
         UpstreamError: any other error (``status`` kept, so a 404 does not trip a breaker),
             or a result that is not an object.
     """
@@ -134,6 +142,9 @@ def raise_for_error(result: Any) -> Mapping[str, Any]:
     message = f.text(err, "code") or "error"
     retry_after = err.get("retryAfter")
     retry_s = float(retry_after) if isinstance(retry_after, int | float) else None
+    if status == 429 and message == "quota_exhausted":
+        detail = f.text(err, "message") or "ISBNdb daily quota spent"
+        raise QuotaExhausted(PROVIDER, detail, retry_after_s=retry_s)
     if status == 429:
         raise RateLimited(PROVIDER, message, retry_after_s=retry_s)
     raise UpstreamError(PROVIDER, status, message)
@@ -170,9 +181,13 @@ async def _send(service: Service, request: Request) -> Any:
     return result_of(response)
 
 
+def _headers(purpose: Purpose, **extra: str) -> dict[str, str]:
+    return {"accept": "application/json", PURPOSE_HEADER: purpose.value, **extra}
+
+
 async def _get(service: Service, path: str, query: Mapping[str, str | int] | None = None) -> Any:
     url = f"{BASE_URL}{path}" + (f"?{urlencode(query)}" if query else "")
-    return await _send(service, Request("GET", url, {"accept": "application/json"}))
+    return await _send(service, Request("GET", url, _headers(Purpose.PUBLIC)))
 
 
 async def fetch_author(
@@ -198,22 +213,27 @@ async def fetch_book(service: Service, isbn13: str) -> Edition | None:
     return parse_book(book) if isinstance(book, Mapping) else None
 
 
-async def fetch_bulk(service: Service, isbns: Sequence[str]) -> BulkResult:
+async def fetch_bulk(
+    service: Service, isbns: Sequence[str], *, purpose: Purpose = Purpose.PUBLIC
+) -> BulkResult:
     """Many books in one binding call (the isbndb worker chunks for its plan).
 
     Each requested ISBN is matched through the worker's ``matches`` (requested ISBN-13 ->
     the ``isbn13`` of the book answering it, an alias when ISBNdb found it in
-    ``other_isbns``); without ``matches`` (an older worker) only by the book's own ISBN-13.
+    ``other_isbns``); a book with the requested ISBN-13 itself always wins over an alias.
+    Without ``matches`` (an older worker) only by the book's own ISBN-13.
     """
     body = json.dumps({"isbns": list(isbns)}).encode("utf-8")
-    request = Request("POST", f"{BASE_URL}/books", {"content-type": "application/json"}, body)
+    headers = _headers(purpose, **{"content-type": "application/json"})
+    request = Request("POST", f"{BASE_URL}/books", headers, body)
     result = raise_for_error(await _send(service, request))
     by_isbn13 = {e.isbn13: e for e in parse_books(result.get("books")) if e.isbn13}
     raw_matches = result.get("matches")
     matches: Mapping[Any, Any] = raw_matches if isinstance(raw_matches, Mapping) else {}
     found: dict[str, Edition] = {}
     for isbn13 in isbns:
-        target = matches.get(isbn13, isbn13)
+        # A book's own record first: an alias only where nothing has the exact ISBN-13.
+        target = isbn13 if isbn13 in by_isbn13 else matches.get(isbn13)
         edition = by_isbn13.get(target) if isinstance(target, str) else None
         if edition is not None:
             found[isbn13] = edition

@@ -16,7 +16,7 @@ from bookmeta import InvalidISBN, UpstreamError, canonical, request_json, to_isb
 
 from ..dates import normalize_date
 from ..languages import normalize_language
-from ..model import Edition, Identifier, Provider
+from ..model import Edition, Identifier, Page, Provider
 from . import _fields as f
 
 PROVIDER: Provider = "openlibrary"
@@ -129,7 +129,11 @@ def parse_books(data: Any) -> dict[str, Edition]:
 
 
 def parse_doc(doc: Mapping[str, Any]) -> Edition | None:
-    """Map one ``search.json`` doc (a work); its first ISBN-13 stands for it."""
+    """Map one ``search.json`` doc (a work): its editions' ISBN-13s in ``work_isbn13s``.
+
+    A work claims no ISBN of its own (any one of them may be a translation's); its date is
+    ``first_publish_year``, the work's, which the merge never gives an edition.
+    """
     title = f.text(doc, "title")
     if title is None:
         return None
@@ -144,16 +148,13 @@ def parse_doc(doc: Mapping[str, Any]) -> Edition | None:
         if cover_id
         else {}
     )
-    primary = isbns[0] if isbns else None
     return Edition(
         providers=(PROVIDER,),
         title=title,
-        isbn13=primary,
         subtitle=f.text(doc, "subtitle"),
         authors=f.texts(doc, "author_name"),
         publisher=next(iter(f.texts(doc, "publisher")), None),
         published_date=normalize_date(doc.get("first_publish_year")),
-        identifiers=_isbn_identifiers(primary) if primary else (),
         page_count=f.positive_int(doc, "number_of_pages_median"),
         categories=f.texts(doc, "subject")[:5],
         image_links=links,
@@ -174,10 +175,23 @@ def parse_search(data: Any) -> list[Edition]:
     return [edition for edition in parsed if edition is not None]
 
 
-def search_params(kind: str, text: str, limit: int) -> dict[str, str | int]:
+def parse_total(data: Any) -> int | None:
+    """``num_found``: how many works match (not the page's length), if sane."""
+    if not isinstance(data, Mapping):
+        return None
+    total = data.get("num_found", data.get("numFound"))
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return total
+    return None
+
+
+def search_params(kind: str, text: str, limit: int, offset: int = 0) -> dict[str, str | int]:
     """``search.json`` parameters: ``author=``, ``title=`` or ``q=`` by query kind."""
     field = {"author": "author", "title": "title"}.get(kind, "q")
-    return {field: text, "limit": limit, "fields": SEARCH_FIELDS}
+    params: dict[str, str | int] = {field: text, "limit": limit, "fields": SEARCH_FIELDS}
+    if offset:
+        params["offset"] = offset
+    return params
 
 
 async def _get(
@@ -244,8 +258,9 @@ async def fetch_search(
     contact_email: str,
     now: float,
     timeout_s: float,
-) -> list[Edition]:
-    """One ``search.json`` call.
+    offset: int = 0,
+) -> Page:
+    """One ``search.json`` call for ``limit`` works from ``offset``, with the match count.
 
     Raises:
         UpstreamError: the call failed or the answer is malformed.
@@ -253,9 +268,9 @@ async def fetch_search(
     data = await _get(
         client,
         f"{base_url.rstrip('/')}/search.json",
-        search_params(kind, text, limit),
+        search_params(kind, text, limit, offset),
         contact_email=contact_email,
         now=now,
         timeout_s=timeout_s,
     )
-    return parse_search(data)
+    return Page(parse_search(data), 0 if data is None else parse_total(data))
