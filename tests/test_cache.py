@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bookmeta._cache import CacheWriteFailure, TwoTierCache
+from bookmeta._cache import CacheWriteFailure, Provisional, TwoTierCache
 from bookmeta._clock import FakeClock
 from bookmeta._singleflight import SingleFlight
 from bookmeta.runtime import KVBinding, R2Binding
@@ -294,3 +294,49 @@ async def test_sweep_pages_with_a_cursor_and_leaves_other_prefixes_alone(s: Setu
     rest = await s.cache.sweep_expired(cursor=first.cursor, max_pages=2, page_size=2)
     assert (rest.deleted, rest.cursor) == (1, None)
     assert list(s.r2.items) == ["libraries/x/plan.json"]
+
+
+# -- provisional answers (a partial answer while a provider is down) ------------------------
+
+
+async def test_a_provisional_answer_is_served_kept_in_kv_only_and_reloaded_after_its_ttl(
+    s: Setup,
+) -> None:
+    """Provisional: served with its note, kept in KV (not R2) for its TTL, then reloaded."""
+    answer = Provisional({"title": "Dune?"}, {"failed": ["google"]}, ttl_s=90)
+
+    async def partial() -> Any:
+        s.calls += 1
+        raise answer
+
+    got = await s.cache.get_or_load("k", partial, schedule=s.schedule)
+    await s.run_background()
+    assert (got.value, got.source, got.note) == ({"title": "Dune?"}, "miss", {"failed": ["google"]})
+    assert "cache/k" not in s.r2.items
+    again = await s.cache.get_or_load("k", partial, schedule=s.schedule)
+    assert (again.source, again.note, s.calls) == ("kv", {"failed": ["google"]}, 1)
+    assert (await s.cache.status(["k"]))[0].tier is None  # not counted as cached
+    s.clock.advance(91)
+    assert await s.lookup() == ({"title": "Dune"}, "miss")  # the full answer replaces it
+    assert (await s.cache.get_or_load("k", partial, schedule=s.schedule)).note is None
+
+
+async def test_a_provisional_answer_never_replaces_a_full_entry(s: Setup) -> None:
+    """With a full entry of any age, a provisional load serves that entry and stores nothing."""
+
+    async def partial() -> Any:
+        raise Provisional({"title": "partial"}, {"failed": ["google"]}, ttl_s=60)
+
+    await s.lookup()
+    s.clock.advance(COLD + 1)
+    s.kv.items.clear()
+    got = await s.cache.get_or_load("k", partial, schedule=s.schedule)
+    await s.run_background()
+    assert (got.value, got.source, got.note) == ({"title": "Dune"}, "stale", None)
+    assert "k" not in s.kv.items
+
+
+def test_a_provisional_ttl_is_at_least_kvs_minimum() -> None:
+    """KV cannot keep anything for less than 60 s."""
+    assert Provisional(None, {}, ttl_s=5).ttl_s == 60
+    assert Provisional(None, {}, ttl_s=120.2).ttl_s == 121

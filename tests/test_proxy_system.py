@@ -112,15 +112,67 @@ async def test_not_found_is_cached_briefly() -> None:
     assert body["cache"] == "miss"
 
 
-async def test_partial_answer_is_served_but_not_cached() -> None:
-    """When one provider fails the others' answer is returned, flagged, and not stored."""
+async def test_partial_answer_is_kept_briefly_in_kv_only() -> None:
+    """When one provider fails the others' answer is returned, flagged, and kept in KV (not R2)
+    for KV's minimum, flagged partial, so cache_status does not count it as warmed."""
     system = make_system()
     with mocked(Upstream(down={"google"})):
-        status, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        status, body, headers = await get(system, f"/search/auto?q={DUNE}")
     assert status == 200
     assert body["failedProviders"] == ["google"]
+    assert headers["x-cache"] == "miss"
     assert body["items"][0]["providers"] == ["isbndb", "openlibrary"]
-    assert isbn_key(DUNE) not in system.kv(WORKER, "CACHE").dump()
+    stored = json.loads(system.kv(WORKER, "CACHE").dump()[isbn_key(DUNE)])
+    assert stored["p"] == {"failed": ["google"]}
+    assert stored["f"] - stored["s"] == 60
+    assert not system.r2(WORKER, "API_CACHE_COLD").items
+    status = await system.rpc(WORKER, "cache_status", [isbn_key(DUNE)])
+    assert status["keys"][isbn_key(DUNE)]["tier"] is None
+
+
+async def test_during_an_outage_repeats_cost_no_call_then_the_full_answer_replaces_it() -> None:
+    """The issue's goal: any number of identical searches in the partial's window cost one
+    call per healthy provider; once it lapses and the provider is back, the full answer
+    replaces the partial one."""
+    system = make_system()
+    up = Upstream(down={"google"})
+    with mocked(up):
+        for _ in range(5):
+            status, body, headers = await get(system, f"/search/auto?q={DUNE}&maxResults=1")
+            assert status == 200
+            assert body["failedProviders"] == ["google"]
+        assert len(up.calls("isbndb")) == 1
+        assert len(up.calls("openlibrary")) == 1
+        assert headers["x-cache"] == "kv"
+        up.down.clear()
+        system.clock.advance(61)
+        status, body, headers = await get(system, f"/search/auto?q={DUNE}&maxResults=1")
+        assert (status, headers["x-cache"]) == (200, "miss")
+        assert "failedProviders" not in body
+        assert body["items"][0]["providers"] == ["google", "isbndb", "openlibrary"]
+        _, again, headers = await get(system, f"/search/auto?q={DUNE}&maxResults=1")
+    assert headers["x-cache"] == "kv"
+    assert "failedProviders" not in again
+    assert isbn_key(DUNE) in {
+        k.removeprefix("cache/") for k in system.r2(WORKER, "API_CACHE_COLD").items
+    }
+
+
+async def test_a_stale_full_entry_is_preferred_to_a_partial_answer() -> None:
+    """A full entry past its hot TTL is served (stale) when the refresh comes back partial, and
+    the partial answer never overwrites it."""
+    system = make_system()
+    up = Upstream()
+    with mocked(up):
+        await get(system, f"/search/auto?q={DUNE}")
+        system.clock.advance(3601)  # past KV's hour: R2 still holds the full entry
+        up.down.add("google")
+        status, body, headers = await get(system, f"/search/auto?q={DUNE}")
+    assert (status, headers["x-cache"]) == (200, "stale")
+    assert "failedProviders" not in body
+    assert body["items"][0]["providers"] == ["google", "isbndb", "openlibrary"]
+    stored = system.kv(WORKER, "CACHE").dump().get(isbn_key(DUNE))
+    assert stored is None or '"p"' not in stored
 
 
 async def test_all_providers_down_without_cache_is_503_with_retry_after() -> None:
@@ -147,21 +199,22 @@ async def test_all_providers_down_serves_an_expired_entry_as_stale() -> None:
 
 
 async def test_breaker_opens_after_three_failures_and_recovers() -> None:
-    """Google failing 3 times opens its breaker (no more calls); after 30 s a probe closes it."""
+    """Google failing 3 times opens its breaker (no more calls); after 30 s a probe closes it.
+    (Distinct searches: an identical one would be answered by the partial entry.)"""
     system = make_system()
     up = Upstream(down={"google"})
     with mocked(up):
-        for _ in range(3):
-            await get(system, f"/search/auto?q={DUNE}")
+        for isbn in (DUNE, MESSIAH, CHILDREN):
+            await get(system, f"/search/auto?q={isbn}")
         assert len(up.calls("google")) == 3
         _, health, _ = await get(system, "/health")
         assert health["breakers"]["google"]["state"] == "open"
-        _, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        _, body, _ = await get(system, f"/search/auto?q={UNKNOWN}")
         assert len(up.calls("google")) == 3  # failed fast
         assert body["failedProviders"] == ["google"]
         up.down = set()
         system.clock.advance(31)
-        _, body, _ = await get(system, f"/search/auto?q={DUNE}")
+        _, body, _ = await get(system, "/search/auto?q=intitle:dune")
         assert len(up.calls("google")) == 4
         assert "failedProviders" not in body
         _, health, _ = await get(system, "/health")

@@ -22,8 +22,18 @@ from test_isbndb_support import DUNE13, fixture, mock_isbndb, upstream_calls
 from test_isbndb_support import WORKER as ISBNDB
 from test_isbndb_support import get as isbndb_get
 from test_isbndb_support import make_system as isbndb_system
-from test_proxy_support import DUNE, ISBNDB_HOST, WORKER, Upstream, get, make_system, mocked
-from test_warmer_support import AUTH, WARMER, get_json, tick, upload
+from test_proxy_support import (
+    CHILDREN,
+    DUNE,
+    ISBNDB_HOST,
+    MESSIAH,
+    WORKER,
+    Upstream,
+    get,
+    make_system,
+    mocked,
+)
+from test_warmer_support import AUTH, WARMER, get_json, tick, unknown_isbns, upload
 from test_warmer_support import make_system as warmer_system
 from test_warmer_support import mock_upstreams as warmer_upstreams
 from workers import FetchResponse
@@ -31,6 +41,8 @@ from workers import Response as RuntimeResponse
 
 from harness import System
 from isbndb_app.config import RETRY_ATTEMPTS, RETRY_DEADLINE_S, TIMEOUT_S
+
+OTHER_ISBNS = unknown_isbns(3)  # valid ISBN-13s nobody knows
 
 Fault = Callable[[httpx.Request], Awaitable[httpx.Response]]
 HOSTS = {"google": "www.googleapis.com", "openlibrary": "openlibrary.org", "isbndb": ISBNDB_HOST}
@@ -197,19 +209,20 @@ async def test_breaker_opens_after_three_failures_and_recovers(provider: str, fa
     """Three failing requests open the provider's breaker; 31 s later one probe closes it."""
     system = make_system()
     failing: dict[str, Fault] = {provider: fault}
+    # Distinct ISBNs: a repeat would be answered by the brief partial entry, not a provider.
     with faulty(failing) as up:
-        for _ in range(3):
-            status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
+        for isbn in (DUNE, MESSIAH, CHILDREN):
+            status, body, _ = await get(system, f"/search/isbn?isbn={isbn}")
             assert (status, body["failedProviders"]) == (200, [provider])
         _, health, _ = await get(system, "/health")
         assert health["breakers"][provider]["state"] == "open"
         calls = len(up.calls(provider))
-        for _ in range(3):
-            status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
+        for isbn in OTHER_ISBNS:
+            status, body, _ = await get(system, f"/search/isbn?isbn={isbn}")
             assert (status, body["failedProviders"]) == (200, [provider])
         assert len(up.calls(provider)) == calls, "an open breaker fails fast"
         failing.clear()  # the provider recovers
-        system.clock.advance(31)
+        system.clock.advance(61)  # past the breaker's 30 s and the partial entry's 60 s
         status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
         assert len(up.calls(provider)) == calls + 1, "exactly one half-open probe"
         _, health, _ = await get(system, "/health")
@@ -368,16 +381,16 @@ async def test_proxy_survives_a_failing_isbndb_binding_and_its_breaker_opens(mod
     system = make_system(vars={WORKER: {"PROVIDER_TIMEOUT_MS": SLOW_TIMEOUT_MS}})
     binding = wrap(system, WORKER, "ISBNDB_WORKER", mode)
     with mocked():
-        for _ in range(3):
-            status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
+        for isbn in (DUNE, MESSIAH, CHILDREN):
+            status, body, _ = await get(system, f"/search/isbn?isbn={isbn}")
             assert_no_crash(status, body)
             assert (status, body["failedProviders"]) == (200, ["isbndb"])
         assert binding.calls == 3
-        status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
+        status, body, _ = await get(system, f"/search/isbn?isbn={OTHER_ISBNS[0]}")
         assert (status, body["failedProviders"]) == (200, ["isbndb"])
         assert binding.calls == 3, "the open breaker keeps the binding quiet"
         binding.mode = None
-        system.clock.advance(31)
+        system.clock.advance(61)  # past the breaker's 30 s and the partial entry's 60 s
         status, body, _ = await get(system, f"/search/isbn?isbn={DUNE}")
         rpc = await system.rpc(WORKER, "search_isbn", DUNE)
     assert status == 200

@@ -10,6 +10,7 @@ from ._cache import (
     CacheWriteFailure,
     KeyStatus,
     Lookup,
+    Provisional,
     SweepReport,
     TwoTierCache,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "ObjectNamespace",
     "ObservedService",
     "PayloadTooLarge",
+    "Provisional",
     "Purpose",
     "Query",
     "QueryKind",

@@ -9,6 +9,13 @@ KV expires entries itself (``expirationTtl``); R2 has no TTL, so its expiry live
 custom metadata and is checked on read. Negative entries ("not found") live in KV only,
 for ``negative_ttl_s``.
 
+A loader may instead raise ``Provisional``: an answer worth serving but not keeping (a partial
+answer while a provider is down). It is stored in KV only, for ``ttl_s`` (KV's 60 s minimum
+upwards), flagged with its ``note``, and never over a full entry: when any full entry exists,
+even past its cold TTL, that entry is served instead (as ``stale``). A provisional entry is
+served while fresh; once past it, the next read loads again, so the full answer replaces it as
+soon as the missing provider answers.
+
 Writes made on behalf of a read (storing a loaded value, promoting an R2 hit to KV) are best
 effort: scheduled through ``schedule`` (``waitUntil``) so the answer never waits on them, and
 a tier that refuses the write (KV allows one write per second per key) is logged and reported
@@ -38,9 +45,24 @@ Schedule = Callable[[Coroutine[Any, Any, None]], None]
 _ENVELOPE_VERSION = 1
 
 
+class Provisional(Exception):  # noqa: N818 - a kind of answer, not an error
+    """A loader's answer to serve and keep only briefly (see the module docstring).
+
+    ``note`` (JSON-able, e.g. which providers failed) is stored with it and read back with
+    every hit; ``ttl_s`` is how long it may be served (at least KV's 60 s).
+    """
+
+    def __init__(self, value: Any, note: Mapping[str, Any], ttl_s: float) -> None:
+        super().__init__("provisional answer")
+        self.value = value
+        self.note = dict(note)
+        self.ttl_s = max(KV_MIN_TTL_S, math.ceil(ttl_s))
+
+
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
-    """A cached value as read back; ``value`` is None for a negative entry."""
+    """A cached value as read back; ``value`` is None for a negative entry; ``note`` is set
+    for a provisional entry."""
 
     value: Any
     tier: Literal["kv", "r2"]
@@ -48,6 +70,7 @@ class CacheEntry:
     fresh_until: float
     expires_at: float
     negative: bool = False
+    note: dict[str, Any] | None = None
 
     def is_fresh(self, now: float) -> bool:
         """Still inside its hot TTL."""
@@ -60,11 +83,13 @@ class CacheEntry:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """The outcome of `TwoTierCache.get_or_load`: the value and which tier answered."""
+    """The outcome of `TwoTierCache.get_or_load`: the value and which tier answered;
+    ``note`` is the provisional answer's note (fresh from the loader, or read back)."""
 
     value: Any
     source: Source
     negative: bool = False
+    note: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +188,7 @@ class TwoTierCache:
                 fresh_until=float(env["f"]),
                 expires_at=float(env["x"]),
                 negative=bool(env.get("n", False)),
+                note=env["p"] if isinstance(env.get("p"), dict) else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning(json.dumps({"event": "cache.corrupt", "tier": "kv", "key": key}))
@@ -198,7 +224,8 @@ class TwoTierCache:
             got = await self.hot.get_with_metadata(key)
             meta = got.metadata or {}
             negative = got.value is not None and bool(meta.get("n"))
-            if got.value is not None and "f" in meta and not negative:
+            provisional = bool(meta.get("p"))
+            if got.value is not None and "f" in meta and not negative and not provisional:
                 return KeyStatus(key, "kv", float(meta["f"]), float(meta["x"]))
         if self.cold is not None:
             head = await self.cold.head(self.cold_prefix + key)
@@ -295,6 +322,7 @@ class TwoTierCache:
         ttl_s: int,
         *,
         negative: bool = False,
+        note: Mapping[str, Any] | None = None,
     ) -> None:
         assert self.hot is not None
         env: dict[str, Any] = {"v": value, "s": now, "f": fresh_until, "x": expires_at}
@@ -302,6 +330,9 @@ class TwoTierCache:
         meta["x"] = round(expires_at, 3)
         if negative:
             env["n"] = meta["n"] = 1
+        if note is not None:
+            env["p"] = dict(note)
+            meta["p"] = 1
         text = json.dumps(env, ensure_ascii=False, separators=(",", ":"))
         if len(text.encode("utf-8")) > KV_VALUE_MAX_BYTES:
             return  # too big for KV: the R2 copy serves it
@@ -331,6 +362,19 @@ class TwoTierCache:
             )
         except Exception as exc:  # best effort: the R2 copy keeps serving
             self._write_failed(key, "kv", "promote", exc)
+
+    async def _store_provisional(self, key: str, answer: Provisional) -> None:
+        """Keep a provisional answer in KV for its ``ttl_s``, best effort."""
+        if self.hot is None:
+            return
+        now = self.clock()
+        until = now + answer.ttl_s
+        try:
+            await self._put_hot(
+                key, answer.value, now, until, until, answer.ttl_s, note=answer.note
+            )
+        except Exception as exc:
+            self._write_failed(key, "kv", "provisional", exc)
 
     async def _store(self, key: str, value: Any) -> None:
         """Store a loaded value (or its negative entry), best effort per tier."""
@@ -379,23 +423,39 @@ class TwoTierCache:
         if entry is not None and entry.is_fresh(now):
             if entry.tier == "r2":
                 schedule(self._promote(key, entry))
-            return Lookup(entry.value, entry.tier, entry.negative)
-        if entry is not None and not entry.negative and not entry.is_expired(now):
+            return Lookup(entry.value, entry.tier, entry.negative, entry.note)
+        full = entry if entry is not None and entry.note is None else None
+        if full is not None and not full.negative and not full.is_expired(now):
             schedule(self._refresh(key, loader, schedule))
-            return Lookup(entry.value, "stale")
+            return Lookup(full.value, "stale")
+        keep = full is None  # a provisional answer never replaces a full entry
         try:
-            value = await self.single_flight.do(key, lambda: self._load(key, loader, schedule))
+            value = await self.single_flight.do(
+                key, lambda: self._load(key, loader, schedule, keep_provisional=keep)
+            )
+        except Provisional as answer:
+            if full is not None and not full.negative:
+                log.warning(json.dumps({"event": "cache.serve_expired", "key": key}))
+                return Lookup(full.value, "stale")
+            return Lookup(answer.value, "miss", note=answer.note)
         except Exception:
             if entry is not None and not entry.negative:
                 log.warning(json.dumps({"event": "cache.serve_expired", "key": key}))
-                return Lookup(entry.value, "stale")
+                return Lookup(entry.value, "stale", note=entry.note)
             raise
         return Lookup(value, "miss", value is None)
 
-    async def _load(self, key: str, loader: Loader, schedule: Schedule) -> Any:
+    async def _load(
+        self, key: str, loader: Loader, schedule: Schedule, *, keep_provisional: bool = False
+    ) -> Any:
         # The shared call only loads: a storage error can never fail it (nor make joiners
         # repeat the load). The flight's starter schedules the one store.
-        value = await loader()
+        try:
+            value = await loader()
+        except Provisional as answer:
+            if keep_provisional:
+                schedule(self._store_provisional(key, answer))
+            raise
         schedule(self._store(key, value))
         return value
 

@@ -8,9 +8,12 @@ Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads)
   translations are included (the language filters nothing then);
 * nothing found (every provider answered) is a short negative entry (``negative_ttl_s``);
 * a partial answer (some provider failed, another answered) is served with
-  ``failedProviders`` but never stored, so the next request asks the failed provider again
-  (its breaker keeps that cheap while it is down) and a stale entry is never overwritten
-  by a poorer answer; an entry past its cold TTL is preferred to a partial answer;
+  ``failedProviders`` and kept briefly, in KV only, flagged as partial (``Provisional``): for
+  the failed providers' retry hint (their breakers'), at least KV's 60 s and at most
+  ``PARTIAL_TTL_MAX_S``. Identical searches in that window are hits (with
+  ``failedProviders``) and cost no provider call; after it the next one asks everyone again
+  and the full answer replaces the partial one. A partial answer never replaces a full entry:
+  a stale (even expired) full entry is served instead;
 * every provider failed: a stale entry of any age is served (``cache: "stale"``), else
   ``AllProvidersFailed`` (503 with Retry-After).
 
@@ -31,6 +34,7 @@ from typing import Any, TypeVar
 from bookmeta import (
     CircuitOpen,
     InvalidInput,
+    Provisional,
     QueryKind,
     RateLimited,
     TwoTierCache,
@@ -50,6 +54,7 @@ from .validation import SearchParams
 from .volumes import keep_language, to_item
 
 DEFAULT_RETRY_AFTER_S = 30.0
+PARTIAL_TTL_MAX_S = 300.0
 V = TypeVar("V")
 Schedule = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -63,12 +68,11 @@ class AllProvidersFailed(UpstreamError):  # noqa: N818 - reads as the condition,
         self.retry_after_s = retry_after_s
 
 
-class _Partial(LoadAnswer):  # control flow, never leaves this module
-    """A partial answer: served to the caller, kept out of the cache."""
+class _Partial(Provisional, LoadAnswer):  # control flow, never leaves this module
+    """A partial answer: served to the caller, kept briefly (``Provisional``)."""
 
-    def __init__(self, value: Any, failed: list[str]) -> None:
-        super().__init__("partial answer")
-        self.value = value
+    def __init__(self, value: Any, failed: list[str], ttl_s: float) -> None:
+        super().__init__(value, {"failed": failed}, ttl_s)
         self.failed = failed
 
 
@@ -107,7 +111,8 @@ def settle(outcomes: Sequence[Outcome], value: V) -> V:
         raise AllProvidersFailed(
             [o.provider for o in failed], retry_after([o.error for o in failed if o.error])
         )
-    raise _Partial(value, [o.provider for o in failed])
+    hint = retry_after([o.error for o in failed if o.error])
+    raise _Partial(value, [o.provider for o in failed], min(hint, PARTIAL_TTL_MAX_S))
 
 
 def by_provider(outcomes: Sequence[Outcome]) -> dict[Provider, list[Any]]:
@@ -157,13 +162,10 @@ class Searcher:
     async def _read_through(
         self, key: str, loader: Callable[[], Awaitable[Any]]
     ) -> tuple[Any, str, list[str]]:
-        try:
-            lookup = await self.cache.get_or_load(key, loader, schedule=self.schedule)
-        except _Partial as partial:
-            self.on_lookup("partial")
-            return partial.value, "miss", partial.failed
-        self.on_lookup(lookup.source)
-        return lookup.value, lookup.source, []
+        lookup = await self.cache.get_or_load(key, loader, schedule=self.schedule)
+        failed = [str(p) for p in (lookup.note or {}).get("failed", [])]
+        self.on_lookup("partial" if failed and lookup.source == "miss" else lookup.source)
+        return lookup.value, lookup.source, failed
 
     async def isbn(self, isbn13: str, start_index: int = 0) -> SearchResult:
         """One book by ISBN-13: its merged item (at index 0), or no items."""
