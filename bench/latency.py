@@ -17,7 +17,7 @@ from urllib.parse import quote
 from workers import Request, Response, WorkerEntrypoint
 
 from bench import upstream
-from bookmeta import QueryKind, classify, isbn_key, search_key, use_clocks
+from bookmeta import classify, isbn_key, search_key, use_clocks
 from harness import FakeContext, System
 
 REQUESTS = 2000
@@ -87,15 +87,11 @@ async def measure() -> dict[str, Any]:
 
 
 def _search_reads(q: str, max_results: int) -> list[str]:
-    """The keys ``/search/auto`` reads for a non-ISBN ``q`` without ``langRestrict`` and with
-    ``includeTranslations=false``, in order: its kind's, then (a name-like query that found
-    nothing falls back to text) the text search's."""
+    """The key ``/search/auto`` reads for a non-ISBN ``q`` without ``langRestrict`` and with
+    ``includeTranslations=false``: its kind's (an unprefixed name is a text search whose page
+    may hold the author search it was promoted to)."""
     kind = classify(q).kind
-    kinds = [kind, QueryKind.TEXT] if kind is QueryKind.AUTHOR else [kind]
-    return [
-        search_key(k.value, q, max_results=max_results, lang="en", translations=False)
-        for k in kinds
-    ]
+    return [search_key(kind.value, q, max_results=max_results, lang="en", translations=False)]
 
 
 def _key_for(kv: Any, before: set[str], reads: list[str]) -> str:

@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,6 +180,15 @@ def openlibrary_doc(book: Json) -> Json:
     }
 
 
+def search_fold(text: str) -> str:
+    """Text as a search engine's tokenizer sees it: case, accents and punctuation folded
+    (Google, Open Library's Solr and ISBNdb all match "Le Guin" for "le guin", "Garcia" for
+    "García", "ursula k le guin" for "Ursula K. Le Guin")."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join("".join(c if c.isalnum() else " " for c in kept).split())
+
+
 def _query_tokens(q: str) -> list[str]:
     """Google's query words; ``key:"a phrase"`` is one token (quotes dropped), like the real API."""
     return [
@@ -305,13 +315,13 @@ class FixtureState:
         for book in self.books:
             if provider not in book["providers"]:
                 continue
-            authors = " ".join(book["authors"]).lower()
-            haystack = f"{book['title']} {book.get('subtitle') or ''} {authors}".lower()
-            if title and title.lower() not in book["title"].lower():
+            authors = search_fold(" ".join(book["authors"]))
+            haystack = search_fold(f"{book['title']} {book.get('subtitle') or ''} {authors}")
+            if title and search_fold(title) not in search_fold(book["title"]):
                 continue
-            if author and author.lower() not in authors:
+            if author and f" {search_fold(author)} " not in f" {authors} ":
                 continue
-            if text and not all(word in haystack for word in text.lower().split()):
+            if text and not all(word in haystack.split() for word in search_fold(text).split()):
                 continue
             out.append(book)
         return out

@@ -36,7 +36,7 @@ async def test_searches_say_public_and_warming_says_warm() -> None:
         await system.rpc(WORKER, "warm_isbns", [MESSIAH])
     assert purposes(system) == [
         (f"/book/{DUNE}", "public"),
-        ("/author/Frank%20Herbert", "public"),
+        ("/author/frank%20herbert", "public"),
         ("/books", "warm"),
     ]
 

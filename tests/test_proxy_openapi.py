@@ -106,3 +106,21 @@ async def test_config_error_responses_match_the_schema() -> None:
             "examples"
         ]
     )
+
+
+async def test_client_limit_responses_match_the_schema() -> None:
+    """The 401 of an unknown app key and the 429 of a spent limit validate."""
+    system = make_system()
+    with mocked():
+        status, unknown, _ = await get(
+            system, f"/search/auto?q={DUNE}", headers={"authorization": "Bearer nope"}
+        )
+        assert status == 401
+        validator_for("/search/auto", "401").validate(unknown)
+        for _ in range(200):
+            status, limited, headers = await get(system, f"/search/isbn?isbn={DUNE}")
+            if status == 429:
+                break
+    assert status == 429
+    assert headers["retry-after"].isdigit()
+    validator_for("/search/isbn", "429").validate(limited)

@@ -233,14 +233,49 @@ async def test_concurrent_identical_misses_share_one_load() -> None:
     assert len(up.calls("google")) == 1
 
 
-async def test_author_guess_falls_back_to_text_search() -> None:
-    """A name-like query with no author hit is retried as a text search."""
+async def test_a_name_typed_any_way_is_promoted_to_an_author_search() -> None:
+    """`frank herbert` and `Frank  HERBERT` are one search: text first, then (the best matches'
+    author is the query) an author search with ISBNdb's bibliography; the same upstream calls,
+    one cache entry, and the second is a hit."""
+    system = make_system()
+    with mocked() as up:
+        _, body, headers = await get(system, "/search/auto?q=" + quote("frank herbert"))
+        calls = [str(r.url) for r in up.requests]
+        _, again, again_headers = await get(system, "/search/auto?q=" + quote(" Frank  HERBERT "))
+    assert headers["x-cache"] == "miss"
+    assert again_headers["x-cache"] == "kv"
+    assert again["items"] == body["items"]
+    assert [str(r.url) for r in up.requests] == calls, "the variant costs no upstream call"
+    google = [r.url.params["q"] for r in up.calls("google")]
+    assert google == ["frank herbert", 'inauthor:"frank herbert"']
+    assert [r.url.path for r in up.calls("isbndb")] == ["/author/frank herbert"]
+    assert {i["volumeInfo"]["title"] for i in body["items"]} == {
+        "Dune",
+        "Dune Messiah",
+        "Children of Dune",
+    }
+
+
+async def test_a_title_typed_in_capitals_stays_a_title_search() -> None:
+    """`Children Dune` (title case, once read as a name) finds its book by text: its author is
+    not the query, so there is no author search."""
     system = make_system()
     with mocked() as up:
         _, body, _ = await get(system, "/search/auto?q=" + quote("Children Dune"))
-    queries = [r.url.params.get("q") for r in up.calls("google")]
-    assert queries == ['inauthor:"Children Dune"', "Children Dune"]
+    assert [r.url.params.get("q") for r in up.calls("google")] == ["children dune"]
     assert [i["volumeInfo"]["title"] for i in body["items"]] == ["Children of Dune"]
+    assert not up.calls("isbndb")
+
+
+async def test_a_later_page_follows_the_first_pages_decision() -> None:
+    """Page 2 of a promoted name query pages through the author search."""
+    system = make_system()
+    with mocked() as up:
+        _, page2, _ = await get(system, "/search/auto?q=frank%20herbert&maxResults=1&startIndex=1")
+    google = [r.url.params["q"] for r in up.calls("google")]
+    assert google.count('inauthor:"frank herbert"') == 2  # page 1's promotion, then page 2
+    assert len(page2["items"]) == 1
+    assert page2["totalItems"] >= 2
 
 
 async def test_include_translations_false_drops_other_languages() -> None:
@@ -592,7 +627,7 @@ async def test_full_width_author_prefix_is_explicit_not_retried_as_text() -> Non
     with mocked() as up, use_clocks(system.clocks):
         result = await app.searcher.auto(params)
     assert result.items == []
-    assert [r.url.params["q"] for r in up.calls("google")] == ['inauthor:"Nobody Known"']
+    assert [r.url.params["q"] for r in up.calls("google")] == ['inauthor:"nobody known"']
 
 
 async def test_included_translations_share_one_entry_whatever_the_language() -> None:
@@ -661,14 +696,15 @@ async def test_warm_isbns_reports_a_failed_cache_write_per_isbn() -> None:
 
 
 async def test_different_upstream_queries_never_share_an_entry() -> None:
-    """C++ Primer then C# Primer: the second is its own miss, asked upstream as typed."""
+    """C++ Primer then C# Primer: the second is its own miss, asked upstream in its key form
+    (case folded, + and # kept)."""
     system = make_system()
     with mocked() as up:
         _, first, _ = await get(system, "/search/title?q=C%2B%2B%20Primer")
         _, second, _ = await get(system, "/search/title?q=C%23%20Primer")
     assert (first["cache"], second["cache"]) == ("miss", "miss")
     queries = [r.url.params["q"] for r in up.calls("google")]
-    assert queries == ['intitle:"C++ Primer"', 'intitle:"C# Primer"']
+    assert queries == ['intitle:"c++ primer"', 'intitle:"c# primer"']
 
 
 async def test_an_open_library_work_never_overrides_the_edition_it_folds_into() -> None:

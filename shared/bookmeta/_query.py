@@ -8,20 +8,18 @@ a ``.`` or ``-`` that starts a word (.NET, the exclusion operator ``-word``) and
 digits (3.11). Two queries that share a key share a cached answer, so folding too much serves
 one book list for another.
 
-``classify`` decides what kind of search a query is. Heuristic, in order:
+``classify`` decides what kind of search a query is, in order:
 
 1. An explicit prefix wins (case-insensitive, after NFKC): ``isbn:``, ``inauthor:``/``author:``,
    ``intitle:``/``title:``. Only a leading prefix counts; later operators stay in the text.
-2. Text that cleans to an ISBN-10/13 with a correct check digit is an ISBN search. An
-   ISBN-length digit string with a wrong check digit is not "repaired": it stays TEXT.
-3. Two to four words that look like a personal name are an AUTHOR search: every word is
-   capitalized (``Herbert``, ``O'Brien``, ``Saint-Exupéry``) or initials (``J.``, ``J.R.R.``),
-   made of letters, hyphens, apostrophes and dots only; lowercase name particles (``de``,
-   ``van``, ``le``...) are allowed between the first and last word; common title words
-   (``The``, ``Of``...) veto it. Title-cased titles ("Brave New World") still look like names:
-   the heuristic cannot tell them apart, so the proxy should fall back to TEXT when an AUTHOR
-   search finds nothing.
-4. Anything else is TEXT, which the proxy sends as a title/free-text search.
+2. Text whose ``normalize_key`` cleans to an ISBN-10/13 with a correct check digit is an ISBN
+   search. An ISBN-length digit string with a wrong check digit is not "repaired": it stays
+   TEXT.
+3. Anything else is TEXT. Capital letters decide nothing: after its prefix, two queries with
+   the same ``normalize_key`` are the same search (same kind, same upstream calls, same cache
+   key). Whether a TEXT query names an author is decided by what it finds (the proxy searches
+   it as text and promotes it to an author search when the best matches' authors are the
+   query), not by how it is typed.
 """
 
 from __future__ import annotations
@@ -83,16 +81,6 @@ _DIACRITIC_BLOCKS = (
     (0xFE20, 0xFE2F),
 )
 _KEPT_FORMAT = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
-_INITIALS_RE = re.compile(r"(?:[^\W\d_]\.)+")
-_NAME_PUNCTUATION = frozenset("'\u2019-.")
-_PARTICLES = frozenset(
-    {"al", "bin", "da", "das", "de", "del", "della", "der", "des", "di", "do", "dos", "du"}
-    | {"el", "la", "le", "ten", "ter", "van", "von", "y"}
-)
-_TITLE_WORDS = frozenset(
-    {"a", "an", "and", "at", "by", "for", "from", "how", "in", "into", "is", "my", "of", "on"}
-    | {"or", "the", "to", "what", "when", "who", "why", "with", "your"}
-)
 
 
 def drop_format_chars(text: str) -> str:
@@ -204,30 +192,6 @@ def normalize_key(q: str) -> str:
     return _fold_slow(q)
 
 
-def _is_name_word(word: str) -> bool:
-    if _INITIALS_RE.fullmatch(word) is not None:
-        return all(ch.isupper() for ch in word if ch != ".")
-    if not all(ch.isalpha() or ch in _NAME_PUNCTUATION for ch in word):
-        return False
-    letters = [ch for ch in word if ch.isalpha()]
-    # Capitalized, not shouted: "Herbert" and "McDonald" pass, "DUNE" does not.
-    return len(letters) >= 2 and word[0].isupper() and any(ch.islower() for ch in letters[1:])
-
-
-def _looks_like_name(text: str) -> bool:
-    words = text.split(" ")
-    if not 2 <= len(words) <= 4:
-        return False
-    if any(word.casefold() in _TITLE_WORDS for word in words):
-        return False
-    first, *middle, last = words
-    if not (_is_name_word(first) and _is_name_word(last)):
-        return False
-    if _INITIALS_RE.fullmatch(last) is not None:
-        return False
-    return all(_is_name_word(word) or word in _PARTICLES for word in middle)
-
-
 def classify(q: str) -> Query:
     """Classify a search query as ISBN, AUTHOR, TITLE or TEXT (see the module docstring).
 
@@ -252,9 +216,6 @@ def classify(q: str) -> Query:
         except InvalidISBN as exc:
             raise InvalidInput("q", str(exc)) from exc
     try:
-        return Query(QueryKind.ISBN, text, canonical(text))
+        return Query(QueryKind.ISBN, text, canonical(normalize_key(text)))
     except InvalidISBN:
-        pass  # not an ISBN: a name or free text
-    if _looks_like_name(text):
-        return Query(QueryKind.AUTHOR, text)
-    return Query(QueryKind.TEXT, text)
+        return Query(QueryKind.TEXT, text)  # decided by the key: case and spacing never count

@@ -126,3 +126,18 @@ def test_isbndb_book_over_rpc(e2e: WorkersSession) -> None:
     missing = e2e.rpc("isbndb", "book", "9780000000002")
     assert missing["error"]["code"] == "not_found"
     assert missing["error"]["status"] == 404
+
+
+def test_a_name_in_any_case_is_one_author_search(e2e: WorkersSession) -> None:
+    """`frank herbert` is promoted to an author search; `FRANK  Herbert` is then a cache hit
+    with the same items and no upstream call."""
+    first = e2e.proxy("search/auto", {"q": "frank herbert", "maxResults": 10})
+    assert first.status_code == 200, first.text
+    found = set().union(*(_isbn13s(item) for item in first.json()["items"]))
+    assert found >= HERBERT_ISBNS
+    calls = e2e.upstream_calls()
+    again = e2e.proxy("search/auto", {"q": "FRANK  Herbert", "maxResults": 10})
+    assert again.status_code == 200, again.text
+    assert again.json()["cache"] != "miss"
+    assert again.json()["items"] == first.json()["items"]
+    assert e2e.upstream_calls() == calls

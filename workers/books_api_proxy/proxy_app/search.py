@@ -17,6 +17,14 @@ Cache policy (keys from ``bookmeta``, so the warmer writes what the proxy reads)
 * every provider failed: a stale entry of any age is served (``cache: "stale"``), else
   ``AllProvidersFailed`` (503 with Retry-After).
 
+Query form (README "Searches ignore case"): every search goes upstream and into its key as
+``normalize_key`` of its text, so two queries with the same key are the same search. A query
+without a prefix that is not an ISBN is searched as text; when the best matches' authors are
+the query (``names_an_author``), it is promoted to an author search (Google ``inauthor:``, Open
+Library ``author=``, the ISBNdb bibliography) and that page is stored under the text key,
+marked ``"kind": "author"``, so a hit costs one read either way. Later pages follow the first
+page's decision.
+
 Paging (Google's ``startIndex``): each provider is asked for its window from
 ``start_index`` and the merge of the windows is the page, keyed by ``start`` from 1 on. A
 search entry stores ``{"items", "totalItems"}``; ``totalItems`` is the match count as far as
@@ -28,7 +36,7 @@ least ``start_index`` plus the items returned. An empty later page is stored as 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from bookmeta import (
@@ -42,7 +50,7 @@ from bookmeta import (
     classify,
     extract_isbn,
     isbn_key,
-    normalize_display,
+    normalize_key,
     search_key,
 )
 
@@ -78,13 +86,50 @@ class _Partial(Provisional, LoadAnswer):  # control flow, never leaves this modu
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """Items to return, which cache tier answered, which providers failed, and how many
-    items match in all (``totalItems``, as far as known)."""
+    """Items to return, which cache tier answered, which providers failed, how many items
+    match in all (``totalItems``, as far as known), and which search answered."""
 
     items: list[dict[str, Any]]
     cache: str
     failed: list[str] = field(default_factory=list)
     total: int = 0
+    kind: str = ""
+
+
+PROMOTION_TOP = 5  # how many of the best text matches the author test looks at
+
+
+def _name_tokens(key: str) -> list[str]:
+    return key.split()
+
+
+def _same_name(query: list[str], author_key: str) -> bool:
+    """The query names this author: the same words, or the same once initials are dropped
+    (``ursula le guin`` is Ursula K. Le Guin)."""
+    author = _name_tokens(author_key)
+    if query == author:
+        return True
+    full = [t for t in author if len(t) > 1]
+    return query == full or [t for t in query if len(t) > 1] == full
+
+
+def names_an_author(query_key: str, items: Sequence[dict[str, Any]]) -> bool:
+    """True when a text query (its ``normalize_key``) is the name of the author of its best
+    matches: the first one, or at least half of the first ``PROMOTION_TOP``.
+
+    Two to six words only: one word ("tolkien", "dune") is a text search either way.
+    """
+    query = _name_tokens(query_key)
+    if not 2 <= len(query) <= 6 or not items:
+        return False
+    best = items[:PROMOTION_TOP]
+
+    def by_query(item: dict[str, Any]) -> bool:
+        authors = item.get("volumeInfo", {}).get("authors") or []
+        return any(_same_name(query, normalize_key(str(a))) for a in authors)
+
+    hits = [by_query(item) for item in best]
+    return hits[0] or 2 * sum(hits) >= len(best)
 
 
 def retry_after(errors: Sequence[BaseException]) -> float:
@@ -126,13 +171,14 @@ def total_items(outcomes: Sequence[Outcome], start_index: int, count: int) -> in
     return max([start_index + count, *known])
 
 
-def page_of(value: Any) -> tuple[list[dict[str, Any]], int]:
-    """A stored search value as (items, totalItems): a page dict, a negative None, or the
-    bare item list older entries hold."""
+def page_of(value: Any) -> tuple[list[dict[str, Any]], int, str]:
+    """A stored search value as (items, totalItems, kind): a page dict, a negative None, or
+    the bare item list older entries hold; ``kind`` is ``author`` for a promoted text page."""
     if isinstance(value, dict):
-        return list(value.get("items") or []), int(value.get("totalItems") or 0)
+        items = list(value.get("items") or [])
+        return items, int(value.get("totalItems") or 0), str(value.get("kind") or "")
     items = list(value or [])
-    return items, len(items)
+    return items, len(items), ""
 
 
 async def _admit_all() -> None:
@@ -181,8 +227,36 @@ class Searcher:
         items = [value] if value and start_index == 0 else []
         return SearchResult(items, source, failed, 1 if value else 0)
 
-    async def search(self, kind: QueryKind, params: SearchParams) -> SearchResult:
-        """An author, title or text search, cached with its parameters."""
+    async def _fetch(
+        self, kind: QueryKind, params: SearchParams, lang_filter: str | None
+    ) -> tuple[dict[str, Any] | None, list[Outcome]]:
+        """One fan-out for ``kind``: the merged page (None: nothing at all) and the outcomes."""
+        start = params.start_index
+        outcomes = await self.upstreams.search(
+            kind.value,
+            params.q,
+            max_results=params.max_results,
+            lang=lang_filter,
+            start_index=start,
+        )
+        exact = extract_isbn(params.q) if kind is QueryKind.TEXT else None
+        merged = merge(by_provider(outcomes), exact_isbn13=exact)
+        if lang_filter is not None:
+            merged = keep_language(merged, lang_filter)
+        items = [to_item(e) for e in merged[: params.max_results]]
+        total = total_items(outcomes, start, len(items))
+        # Nothing at all is "not found" (a short negative entry); an empty later page
+        # of a search that matched is a page like any other.
+        page = {"items": items, "totalItems": total} if items or total else None
+        return page, list(outcomes)
+
+    async def search(
+        self, kind: QueryKind, params: SearchParams, *, promote: bool = False
+    ) -> SearchResult:
+        """An author, title or text search, cached with its parameters; its text goes upstream
+        and into the key as ``normalize_key``. ``promote`` (a text query on its first page):
+        an author search answers instead when ``names_an_author`` says so."""
+        params = _keyed(params)
         lang_filter = None if params.include_translations else params.lang
         # Keyed by the language only where it filters: translations=false (the warmer's
         # bookmeta.author_warm_key is that key for q=inauthor:<name>&maxResults=40).
@@ -198,60 +272,47 @@ class Searcher:
 
         async def load() -> dict[str, Any] | None:
             await self.admit_miss()
-            outcomes = await self.upstreams.search(
-                kind.value,
-                params.q,
-                max_results=params.max_results,
-                lang=lang_filter,
-                start_index=start,
-            )
-            exact = extract_isbn(params.q) if kind is QueryKind.TEXT else None
-            merged = merge(by_provider(outcomes), exact_isbn13=exact)
-            if lang_filter is not None:
-                merged = keep_language(merged, lang_filter)
-            items = [to_item(e) for e in merged[: params.max_results]]
-            total = total_items(outcomes, start, len(items))
-            # Nothing at all is "not found" (a short negative entry); an empty later page
-            # of a search that matched is a page like any other.
-            page = {"items": items, "totalItems": total} if items or total else None
+            page, outcomes = await self._fetch(kind, params, lang_filter)
+            if promote and page is not None and names_an_author(params.q, page["items"]):
+                by_author, author_outcomes = await self._fetch(
+                    QueryKind.AUTHOR, params, lang_filter
+                )
+                if by_author is not None:
+                    return settle(author_outcomes, {**by_author, "kind": "author"})
             return settle(outcomes, page)
 
         value, source, failed = await self._read_through(key, load)
-        items, total = page_of(value)
-        return SearchResult(items[: params.max_results], source, failed, total)
+        items, total, answered = page_of(value)
+        return SearchResult(items[: params.max_results], source, failed, total, answered)
 
     async def auto(self, params: SearchParams) -> SearchResult:
-        """Classify ``q`` and run the matching search.
-
-        A name-like query (classified AUTHOR without an ``inauthor:`` prefix) that finds
-        nothing is retried as a text search: titles such as "Brave New World" look like names.
+        """Classify ``q`` and run the matching search (module docstring: "Query form").
 
         Raises:
-            InvalidInput: an ``isbn:`` prefix without a valid ISBN, or an empty prefixed query.
+            InvalidInput: an ``isbn:`` prefix without a valid ISBN, or a query with nothing
+                to search after its prefix (no letter or digit).
         """
         query = classify(params.q)
         if query.kind is QueryKind.ISBN:
             assert query.isbn13 is not None
             return await self.isbn(query.isbn13, params.start_index)
-        text = _nonempty(query.text)
-        narrowed = SearchParams(
-            text,
-            params.max_results,
-            params.include_translations,
-            params.lang,
-            params.start_index,
-        )
-        result = await self.search(query.kind, narrowed)
-        # Explicit exactly when classify stripped a prefix (it returns the whole display text
-        # otherwise): the same test classify made, NFKC and case folding included.
-        explicit = query.text != normalize_display(params.q)
-        guessed = query.kind is QueryKind.AUTHOR and not explicit
-        # A later page falls back only when the author search matched nothing at all (an
-        # empty page past its end is not "no such author").
-        empty = not result.items and (params.start_index == 0 or result.total == 0)
-        if guessed and empty and not result.failed:
-            return await self.search(QueryKind.TEXT, narrowed)
-        return result
+        narrowed = _keyed(replace(params, q=_nonempty(query.text)))
+        if query.kind is not QueryKind.TEXT:
+            return await self.search(query.kind, narrowed)
+        first = await self.search(QueryKind.TEXT, replace(narrowed, start_index=0), promote=True)
+        if narrowed.start_index == 0:
+            return first
+        # A later page pages through what the first page was: the author search or the text.
+        kind = QueryKind.AUTHOR if first.kind == "author" else QueryKind.TEXT
+        return await self.search(kind, narrowed)
+
+
+def _keyed(params: SearchParams) -> SearchParams:
+    """``params`` with ``q`` in its key form, refused when nothing searchable is left."""
+    key = normalize_key(params.q)
+    if not key:
+        raise InvalidInput("q", "has no letter or digit to search for")
+    return params if key == params.q else replace(params, q=key)
 
 
 def _nonempty(text: str) -> str:
