@@ -156,3 +156,17 @@ def test_library_page_is_html_for_browsers_and_json_for_clients(e2e: WorkersSess
     script = e2e.warmer("GET", "/dashboard.js")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
+
+
+def test_the_cold_tier_sweep_runs_on_r2(e2e: WorkersSession) -> None:
+    """sweep_cache lists R2 with custom metadata and deletes in one call per page on workerd:
+    it walks the whole cold tier and deletes nothing still inside its TTL."""
+    warmed = e2e.proxy("search/auto", {"q": DUNE_MESSIAH, "maxResults": 1})
+    assert warmed.status_code == 200, warmed.text
+    report = e2e.rpc("proxy", "sweep_cache", 5)
+    assert "error" not in report, report
+    assert report["scanned"] >= 1
+    assert report["deleted"] == 0
+    assert report["complete"] is True
+    again = e2e.proxy("search/auto", {"q": DUNE_MESSIAH, "maxResults": 1})
+    assert again.json()["cache"] != "miss"

@@ -24,7 +24,7 @@ TARGETS = {"proxy": ("BOOKS_API_PROXY", PROXY_URL), "isbndb": ("ISBNDB_WORKER", 
 RPC_METHODS = {
     "proxy": frozenset(
         {"search_auto", "search_isbn", "search_author", "search_title"}
-        | {"cache_status", "health", "metrics"}
+        | {"cache_status", "sweep_cache", "health", "metrics"}
     ),
     "isbndb": frozenset({"author", "book", "books", "health", "metrics"}),
 }
