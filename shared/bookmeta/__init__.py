@@ -17,6 +17,8 @@ from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
     ObjectNamespace,
+    QueueMessage,
+    QueueProducer,
     RateLimitBinding,
     Service,
     SettingsCache,
@@ -139,6 +141,8 @@ __all__ = [
     "Purpose",
     "Query",
     "QueryKind",
+    "QueueMessage",
+    "QueueProducer",
     "QuotaExhausted",
     "RateLimitBinding",
     "RateLimited",
