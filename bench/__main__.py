@@ -25,7 +25,17 @@ def _print_cost(c: dict[str, Any]) -> None:
     lib = c["library"]
     print(f"\n== Cost: warming a {lib['rows']}-book library ({lib['isbns']} ISBNs, "
           f"{lib['authors']} authors), upstream calls ==")  # fmt: skip
-    print(f"   ours finished in {c['cron_ticks']} cron ticks, progress {c['progress_percent']}%")
+    t = c["time_to_warm"]
+    print(f"   time to warm (simulated, ISBNdb 1 req/s): queue {t['queue_s'] / 60:.1f} min vs "
+          f"cron design {t['cron_design_ticks']} ticks = {t['cron_design_s'] / 3600:.2f} h "
+          f"(ratio {t['ratio']}x; goal <= {t['goal_s'] / 60:.0f} min: {t['met']}); "
+          f"progress {c['progress_percent']}%")  # fmt: skip
+    m, d = c["queue_messages"], c["duplicates"]
+    print(f"   queue: {m['sent']} messages sent, {m['delivered']} delivered, ~{m['ops']} ops")
+    print(f"   every message delivered twice: {d['messages']['delivered']} deliveries, "
+          f"ISBN part {d['isbn_part_calls']} calls, ISBNdb author calls "
+          f"{d['isbndb_author_calls']}, same calls as once: {d['same_calls_as_once']}, "
+          f"{d['seconds'] / 60:.1f} min")  # fmt: skip
     for part in ("isbn_part", "author_part"):
         print(f"-- {part.replace('_', ' ')}")
         print(_row("provider", "baseline", "ours", "ratio", "floor", "goal (<=)", "met"))

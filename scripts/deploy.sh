@@ -82,6 +82,28 @@ echo "==> [3/4] vendoring python_modules/ (pywrangler sync in wrangler.toml.d/)"
 # pywrangler re-installs only when wrangler.toml.d/pyproject.toml changes: ship today's bookmeta.
 "$UV" run --frozen python devtools/workerd_runtime.py refresh-bookmeta
 
+echo "==> creating the warming queues of '$ENV_NAME' (idempotent: an existing queue is kept)"
+for q in $("$UV" run --frozen python - "$ENV_NAME" <<'PY'
+import sys, tomllib, pathlib
+env = sys.argv[1]
+top = tomllib.loads(pathlib.Path("wrangler.toml.d/cache_warmer.toml").read_text())
+section = top.get("env", {}).get(env, top)
+queues = section.get("queues", {})
+names = {p["queue"] for p in queues.get("producers", [])}
+for c in queues.get("consumers", []):
+    names.add(c["queue"])
+    if c.get("dead_letter_queue"):
+        names.add(c["dead_letter_queue"])
+print("\n".join(sorted(names)))
+PY
+); do
+  if ! out="$($WRANGLER queues create "$q" 2>&1)"; then
+    grep -qiE "already (exists|taken)" <<<"$out" ||
+      { echo "$out" >&2; echo "deploy.sh: create queue $q first: scripts/wrangler.sh queues create $q" >&2; exit 1; }
+  fi
+  echo "    queue $q ready"
+done
+
 echo "==> [4/4] deploying (leaf first)"
 for c in "${CONFIGS[@]}"; do
   echo "--> $c"

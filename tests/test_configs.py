@@ -53,7 +53,18 @@ KV = {"isbndb": {"ISBNDB_CACHE"}, "proxy": {"CACHE"}, "warmer": {"WARMING_CACHE"
 R2 = {"isbndb": set(), "proxy": {"API_CACHE_COLD"}, "warmer": {"LIBRARY_DATA"}}
 SECRETS_STORE = {"isbndb": {"ISBNDB_API_KEY"}, "proxy": {"GOOGLE_BOOKS_API_KEY"}, "warmer": set()}
 # worker -> Durable Object binding -> class (defined by that worker, SQLite-backed).
-DURABLE_OBJECTS = {"isbndb": {"ISBNDB_GUARD": "IsbndbKeyGuard"}, "proxy": {}, "warmer": {}}
+DURABLE_OBJECTS = {
+    "isbndb": {"ISBNDB_GUARD": "IsbndbKeyGuard"},
+    "proxy": {},
+    "warmer": {"LIBRARY_JOBS": "LibraryJob"},
+}
+# The warming queue per env (its dead-letter queue is "<name>-dlq"); only the warmer has one.
+WARM_QUEUES = {
+    None: "library-warming",
+    "staging": "library-warming-staging",
+    "production": "library-warming",
+    "fixtures": "library-warming-fixtures",
+}
 VARS = {
     "isbndb": {
         "ISBNDB_RATE_PER_S",
@@ -191,6 +202,25 @@ def test_binding_matrix(worker: str, env: str | None) -> None:
     assert all("script_name" not in b for b in objects)  # each class lives in its own worker
     assert set(table["vars"]) == VARS[worker]
     assert all(isinstance(v, str) for v in table["vars"].values())
+
+
+@pytest.mark.parametrize(
+    ("worker", "env"), WORKER_ENV, ids=[f"{w}-{_id(e)}" for w, e in WORKER_ENV]
+)
+def test_queues_per_env(worker: str, env: str | None) -> None:
+    """The warmer produces to its env's warming queue and consumes it and its dead-letter
+    queue (retries before the dead-letter queue); the other workers have no queue."""
+    queues = section(load(worker), env).get("queues", {})
+    if worker != "warmer":
+        assert queues == {}
+        return
+    name = WARM_QUEUES[env]
+    assert queues["producers"] == [{"binding": "WARM_QUEUE", "queue": name}]
+    consumers = {c["queue"]: c for c in queues["consumers"]}
+    assert set(consumers) == {name, f"{name}-dlq"}
+    assert consumers[name]["dead_letter_queue"] == f"{name}-dlq"
+    assert consumers[name]["max_retries"] > 3  # items give up after 3 tries of their own first
+    assert "dead_letter_queue" not in consumers[f"{name}-dlq"]
 
 
 @pytest.mark.parametrize("env", ALL_ENVS, ids=_id)

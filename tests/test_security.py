@@ -303,7 +303,7 @@ RUNTIME_MATRIX = {
         "services": {"BOOKS_API_PROXY", "ISBNDB_WORKER"},
         "kv": {"WARMING_CACHE"},
         "r2": {"LIBRARY_DATA"},
-        "do": set(),
+        "do": {"LIBRARY_JOBS"},
     },
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from test_warmer_support import (
@@ -159,22 +160,36 @@ async def test_a_run_killed_mid_batch_leaves_its_upstream_calls_counted() -> Non
 
 
 async def test_a_run_that_raises_records_what_it_spent() -> None:
-    """A run failing with an exception after some units records its real spend."""
+    """A consumer whose job object fails to record the 4th unit's result (the message is
+    retried) still records the real spend of the calls it made."""
     system = make_system(WARM_ISBN_CHUNK="10")
     with mock_upstreams() as upstreams:
         await upload(system, library("goodreads_24.csv"))
-        kv = warmer_kv(system)
-        original = kv.put
+        namespace = system.envs[WARMER].LIBRARY_JOBS
 
-        async def put(key: str, *args: object, **kwargs: object) -> None:
-            if key.endswith(":000003"):  # the 4th unit's result: the run raises there
-                raise RuntimeError("KV PUT failed: 500")
-            await original(key, *args, **kwargs)  # type: ignore[arg-type]
+        class Stub:
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
 
-        kv.put = put  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError):
-            await tick(system)
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(self._inner, name)
+
+                async def call(*args: Any) -> Any:
+                    if name == "finish" and args[0] == 3:
+                        raise RuntimeError("Durable Object reset because its code was updated")
+                    return await method(*args)
+
+                return call
+
+        class Namespace:
+            def getByName(self, name: str) -> Stub:
+                return Stub(namespace.getByName(name))
+
+        system.envs[WARMER].LIBRARY_JOBS = Namespace()
+        await system.deliver()
         spent = upstreams.calls()
+        retried = system.queues.by_name["library-warming"].messages
+        assert [m.body["n"] for m in retried if m.attempts == 2] == [3]
     usage = await load_usage(KVBinding(warmer_kv(system)), utc_day(system.clock()))
     assert spent["isbndb"] >= 3
     assert all(usage.calls.get(p, 0) >= n for p, n in spent.items()), (usage.calls, spent)

@@ -11,12 +11,15 @@ import pytest
 from test_warmer_support import (
     AUTH,
     CATALOGUE_ISBNS,
+    JOBS_NAMESPACE,
     PROXY,
     VERIFY_CRON,
     WARMER,
     DyingBinding,
     IsolateDied,
     get_json,
+    job_state,
+    job_units,
     library,
     make_system,
     mock_upstreams,
@@ -27,7 +30,9 @@ from test_warmer_support import (
 )
 
 from bookmeta import author_warm_key
+from bookmeta.runtime import KVBinding
 from harness import System
+from warmer_app.budget import load_usage
 from warmer_app.jobs import JobState
 from warmer_app.planner import Unit, total_estimate, upstream_estimate
 from warmer_app.verify import utc_day
@@ -74,13 +79,19 @@ class YieldingBinding:
 
 
 def warmer_traffic(system: System) -> list[Any]:
-    """Binding calls the warmer made."""
-    return [t for t in system.traffic if t.caller == WARMER]
+    """Service-binding calls the warmer made (not its job objects' RPC)."""
+    return [t for t in system.traffic if t.caller == WARMER and t.binding != "LIBRARY_JOBS"]
 
 
-def unit_writes(system: System) -> dict[str, str]:
-    """The unit result keys in the warmer's KV."""
-    return {k: v for k, v in warmer_kv(system).dump().items() if k.startswith("unit:")}
+def unit_writes(system: System, job_id: str | None = None) -> dict[tuple[str, int], Any]:
+    """The unit results the jobs' objects recorded: (job, n) -> result."""
+    ids = [job_id] if job_id else [n for n in system.objects.names(JOBS_NAMESPACE) if n]
+    return {
+        (job, u["n"]): u["result"]
+        for job in ids
+        for u in job_units(system, job)
+        if u["status"] == "done"
+    }
 
 
 async def run_until_done(system: System, job_id: str, *, max_ticks: int = 10) -> dict[str, Any]:
@@ -122,10 +133,12 @@ async def test_goodreads_library_is_warmed_to_100_percent_and_every_isbn_hits_th
     assert progress["done"] + progress["failed"] == progress["total"] == 24
     assert progress["remaining"] == 0
     assert progress["status"] == "done"
-    assert len(per_run) >= 2, "the 45-subrequest budget needs more than one run"
-    assert max(per_run) <= 45
+    assert len(per_run) == 1, "warmed through the queue within the first tick"
+    queue = system.queues.by_name["library-warming"]
+    assert queue.delivered == 14, "one message per unit"
+    assert not queue.messages, "each acked"
     assert all(status == 200 and x != "miss" and c != "miss" for status, x, c in hits), hits
-    state = JobState.from_json(kv.dump()[f"job:{summary['id']}"])
+    state = job_state(system, summary["id"])
     assert state.cursor == state.units == 14
     estimate = summary["estimatedUpstreamCalls"]
     assert all(warm_calls[p] <= estimate[p] for p in warm_calls), (warm_calls, estimate)
@@ -141,6 +154,7 @@ async def test_each_unit_runs_once_and_isbndb_author_calls_are_absolute_and_enco
     rpc = [t for t in targets if t == "warm_isbns"]
     assert len(rpc) == 2
     assert len(unit_writes(system)) == 14
+    assert system.queues.by_name["library-warming"].delivered == 14
     author_urls = [t for t in targets if "/author/" in t]
     assert len(author_urls) == 12
     assert all(u.startswith("https://") for u in targets if u != "warm_isbns")
@@ -151,7 +165,8 @@ async def test_each_unit_runs_once_and_isbndb_author_calls_are_absolute_and_enco
 
 
 async def test_a_run_killed_mid_batch_resumes_without_loss_or_duplication() -> None:
-    """The isolate dies at the 4th proxy call; the next tick folds saved units and continues."""
+    """The isolate dies at the 4th proxy call: the units settled before keep their results,
+    the one in flight is redelivered once its lease runs out, and nothing runs twice."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
@@ -175,34 +190,33 @@ async def test_a_run_killed_mid_batch_resumes_without_loss_or_duplication() -> N
     assert len(searches) == len(set(searches)) == 12, "the killed call never reached the proxy"
     assert len(bibliographies) == len(set(bibliographies)) + 1, "only the unit in flight repeats"
     assert progress["done"] + progress["failed"] == progress["total"] == 24
-    assert progress["lastRun"]["recoveredUnits"] == 0
 
 
-async def test_overlapping_runs_do_not_process_the_same_units_twice() -> None:
-    """A cron tick and a manual warm started together: one works, the other finds the lease."""
+async def test_overlapping_consumers_and_duplicates_do_not_process_a_unit_twice() -> None:
+    """Every message is in the queue twice and two consumers run at once: the object's lease
+    and its exactly-once result keep each unit to one run and each count exact."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
         env = system.envs[WARMER]
         env.BOOKS_API_PROXY = YieldingBinding(env.BOOKS_API_PROXY)
         env.ISBNDB_WORKER = YieldingBinding(env.ISBNDB_WORKER)
-        system.clock.advance(900)
-        manual = system.fetch(
-            WARMER, f"/libraries/{summary['id']}/warm", method="POST", headers=AUTH
-        )
-        cron = system.scheduled(WARMER, "*/15 * * * *")
-        resp, _ = await asyncio.gather(manual, cron)
-        assert resp.status in (200, 409)
-        await run_until_done(system, summary["id"])
+        queue = system.queues.by_name["library-warming"]
+        for body in queue.bodies():
+            queue.put(dict(body))  # a second copy of every message
+        system.queues.set_duplicates()  # and every acked one once more
+        await asyncio.gather(system.deliver(), system.deliver())
+        progress = await run_until_done(system, summary["id"])
     targets = [t.target for t in warmer_traffic(system)]
     searches = [t for t in targets if "/search/auto" in t]
     assert len(searches) == len(set(searches)) == 12
     assert targets.count("warm_isbns") == 2
     assert len(unit_writes(system)) == 14
+    assert progress["done"] + progress["failed"] == progress["total"] == 24
 
 
 async def test_manual_warm_runs_a_batch_and_reports_its_subrequests() -> None:
-    """POST /libraries/{id}/warm answers the run's report within the subrequest limit."""
+    """POST /libraries/{id}/warm sends the library's pending units to the queue now."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
@@ -210,10 +224,12 @@ async def test_manual_warm_runs_a_batch_and_reports_its_subrequests() -> None:
             WARMER, f"/libraries/{summary['id']}/warm", method="POST", headers=AUTH
         )
         body = json.loads(await resp.text())
-    assert resp.status == 200
-    assert body["subrequests"]["used"] <= body["subrequests"]["limit"] == 45
-    assert body["jobs"][0]["units"] > 0
-    assert body["progress"]["done"] > 0
+        assert resp.status == 200
+        assert body["subrequests"]["used"] <= body["subrequests"]["limit"] == 45
+        assert body["jobs"][0]["redriven"] == 14
+        await system.deliver()
+        _, progress = await get_json(system, f"/libraries/{summary['id']}")
+    assert progress["percent"] == 100.0
 
 
 async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_report() -> None:
@@ -243,7 +259,7 @@ async def test_daily_verification_requeues_missing_keys_and_writes_a_dated_repor
 
 
 async def test_verification_and_batch_at_0200_do_not_work_one_job_at_once() -> None:
-    """Both crons fire at 02:00; the lease serialises them and no KV write-rate error fires."""
+    """Both crons fire at 02:00 while the queue works: every unit settles once."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
@@ -259,10 +275,10 @@ async def test_total_estimate_matches_the_upload_summary() -> None:
     """The summary's upstream estimate is the planner's, for the stored plan."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
     _, summary = await upload(system, library("goodreads_24.csv"))
-    plan = json.loads(
-        system.r2(WARMER, "LIBRARY_DATA").items[f"libraries/{summary['id']}/plan.json"].body
-    )
-    units = [Unit.from_json(u) for u in plan["units"]]
+    units = [
+        Unit.from_json({"kind": u["kind"], "items": u["items"]})
+        for u in job_units(system, summary["id"])
+    ]
     assert total_estimate(units) == summary["estimatedUpstreamCalls"]
 
 
@@ -305,11 +321,6 @@ class FailingCacheStatus:
         return call
 
 
-def lease_until(system: System, job_id: str) -> float:
-    """The ``until`` of a job's lease record (0.0 once released)."""
-    return float(json.loads(warmer_kv(system).dump()[f"lease:{job_id}"])["until"])
-
-
 async def test_an_author_nobody_lists_fails_once_and_verification_never_requeues_it() -> None:
     """No provider lists the author: failed with a reason; 3 nightly verifications leave it."""
     system = make_system()
@@ -335,8 +346,8 @@ async def test_an_author_nobody_lists_fails_once_and_verification_never_requeues
 
 
 async def test_a_failing_cache_status_call_is_reported_and_the_pass_goes_on() -> None:
-    """cache_status throws for the first job: the error is in the report, its lease is
-    released, and the next job is still verified."""
+    """cache_status throws for the first job: the error is in the report and the next job
+    is still verified."""
     system = make_system()
     with mock_upstreams():
         _, first = await upload(system, library("generic.csv"))
@@ -354,23 +365,12 @@ async def test_a_failing_cache_status_call_is_reported_and_the_pass_goes_on() ->
     assert jobs[ids[0]]["checked"] == 0
     assert "error" not in jobs[ids[1]]
     assert jobs[ids[1]]["checked"] == jobs[ids[1]]["of"] > 0
-    assert lease_until(system, ids[0]) == lease_until(system, ids[1]) == 0.0
     _, progress = await get_json(system, f"/libraries/{ids[0]}")
     assert "UpstreamError" in progress["lastVerify"]["error"]
 
 
-async def test_a_batch_that_crashes_mid_job_releases_its_lease() -> None:
-    """The job's plan is gone (a bug): the cron raises, but the lease is not left held."""
-    system = make_system()
-    _, summary = await upload(system, library("generic.csv"))
-    await system.r2(WARMER, "LIBRARY_DATA").delete(f"libraries/{summary['id']}/plan.json")
-    with pytest.raises(RuntimeError, match="plan has 0 of 3 units"):
-        await tick(system)
-    assert lease_until(system, summary["id"]) == 0.0
-
-
-async def test_a_verification_that_crashes_mid_job_releases_its_lease() -> None:
-    """cache_status answers a malformed result that breaks verification: the lease is freed."""
+async def test_a_verification_that_crashes_mid_job_leaves_the_job_as_it_was() -> None:
+    """cache_status answers a malformed result that breaks verification: nothing re-queued."""
 
     class Malformed(FailingCacheStatus):
         def __getattr__(self, name: str) -> Any:
@@ -392,13 +392,14 @@ async def test_a_verification_that_crashes_mid_job_releases_its_lease() -> None:
         env = system.envs[WARMER]
         env.BOOKS_API_PROXY = Malformed(env.BOOKS_API_PROXY)
         system.clock.advance(3600)
+        before = job_state(system, summary["id"])
         with pytest.raises(AttributeError):
             await system.scheduled(WARMER, VERIFY_CRON)
-    assert lease_until(system, summary["id"]) == 0.0
+    assert job_state(system, summary["id"]) == before
 
 
-async def test_overlapping_cron_and_manual_warm_both_count_their_daily_usage() -> None:
-    """A cron run and POST /warm (on another job) run at once: no usage increment is lost."""
+async def test_concurrent_consumers_both_count_their_daily_usage() -> None:
+    """Two consumers work two libraries at once: no usage increment is lost."""
     system = make_system()
     with mock_upstreams():
         _, older = await upload(system, library("generic.csv"))
@@ -407,29 +408,21 @@ async def test_overlapping_cron_and_manual_warm_both_count_their_daily_usage() -
         env = system.envs[WARMER]
         env.BOOKS_API_PROXY = YieldingBinding(env.BOOKS_API_PROXY)
         env.ISBNDB_WORKER = YieldingBinding(env.ISBNDB_WORKER)
-        system.clock.advance(900)
-        manual = system.fetch(WARMER, f"/libraries/{newer['id']}/warm", method="POST", headers=AUTH)
-        cron = system.scheduled(WARMER, "*/15 * * * *")
-        resp, _ = await asyncio.gather(manual, cron)
-        assert resp.status == 200
-        assert json.loads(await resp.text())["jobs"][0]["units"] == 3
-        _, progress = await get_json(system, f"/libraries/{older['id']}")
-        assert progress["units"]["done"] == 3, "the cron worked the older job meanwhile"
-        system.clock.advance(60)
-        again = await system.fetch(
-            WARMER, f"/libraries/{older['id']}/warm", method="POST", headers=AUTH
-        )
-        recorded = json.loads(await again.text())["usage"]["calls"]
+        queue = system.queues.by_name["library-warming"]
+        assert len(queue.messages) == 6
+        queue.consumer.max_batch_size = 3  # type: ignore[union-attr]
+        await asyncio.gather(system.deliver(), system.deliver())
+        for job in (older, newer):
+            _, progress = await get_json(system, f"/libraries/{job['id']}")
+            assert progress["units"]["done"] == 3
+    recorded = (await load_usage(KVBinding(warmer_kv(system)), "2026-01-01")).calls
     expected: dict[str, int] = {}
-    bucket = system.r2(WARMER, "LIBRARY_DATA")
     for job in (older, newer):
-        plan = json.loads(bucket.items[f"libraries/{job['id']}/plan.json"].body)["units"]
-        for key, raw in unit_writes(system).items():
-            if key.startswith(f"unit:{job['id']}:"):
-                result = json.loads(raw)
-                spent = result["upstream"] or upstream_estimate(Unit.from_json(plan[result["n"]]))
-                for provider, n in spent.items():
-                    expected[provider] = expected.get(provider, 0) + n
+        for unit in job_units(system, job["id"]):
+            plan = Unit.from_json({"kind": unit["kind"], "items": unit["items"]})
+            spent = unit["result"]["upstream"] or upstream_estimate(plan)
+            for provider, n in spent.items():
+                expected[provider] = expected.get(provider, 0) + n
     assert recorded == expected
 
 
@@ -453,16 +446,15 @@ async def test_books_and_authors_are_counted_apart_through_runs_and_the_nightly_
     """Per-kind counts: 12 books and 12 authors at import; 12 books and 8 authors warmed,
     4 authors failed at the end; an author the nightly check re-queues adds to the authors."""
     system = make_system(WARM_ISBN_CHUNK=SMALL_CHUNKS)
-    kv = warmer_kv(system)
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
-        key = f"job:{summary['id']}"
-        assert JobState.from_json(kv.dump()[key]).by_kind == {
+        key = summary["id"]
+        assert job_state(system, key).by_kind == {
             "isbns": {"total": 12, "done": 0, "failed": 0},
             "author": {"total": 12, "done": 0, "failed": 0},
         }
         await run_until_done(system, summary["id"])
-        assert JobState.from_json(kv.dump()[key]).by_kind == {
+        assert job_state(system, key).by_kind == {
             "isbns": {"total": 12, "done": 12, "failed": 0},
             "author": {"total": 12, "done": 8, "failed": 4},
         }
@@ -471,9 +463,9 @@ async def test_books_and_authors_are_counted_apart_through_runs_and_the_nightly_
         await system.r2(PROXY, "API_CACHE_COLD").delete("cache/" + evicted)
         system.clock.advance(3600)
         await system.scheduled(WARMER, VERIFY_CRON)
-        assert JobState.from_json(kv.dump()[key]).by_kind["author"]["total"] == 13
+        assert job_state(system, key).by_kind["author"]["total"] == 13
         await run_until_done(system, summary["id"])
-    state = JobState.from_json(kv.dump()[key])
+    state = job_state(system, key)
     assert state.by_kind["author"] == {"total": 13, "done": 9, "failed": 4}
     counts = state.by_kind.values()
     assert sum(c["total"] for c in counts) == state.items

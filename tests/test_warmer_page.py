@@ -15,6 +15,7 @@ import pytest
 from test_warmer_support import (
     AUTH,
     HTML,
+    JOBS_NAMESPACE,
     UNLISTED_AUTHORS,
     WARMER,
     broken_upstreams,
@@ -26,7 +27,6 @@ from test_warmer_support import (
     multipart,
     tick,
     upload,
-    warmer_kv,
 )
 
 from harness import System
@@ -101,22 +101,22 @@ async def test_a_new_library_is_queued_until_a_run_works_it() -> None:
 
 
 async def test_a_library_part_way_is_warming_with_a_bar_per_kind_and_an_eta_at_a_run() -> None:
-    """One */15 tick warms the ISBN chunks and some authors: warming, bars per kind, an ETA
-    at the next cron run (00:30 UTC) in human units, the last run in words."""
+    """One queue batch (8 units) warms the ISBN chunks and some authors: warming, bars per
+    kind, an ETA in human units, the last unit in words."""
     system = make_system(WARM_ISBN_CHUNK="10")
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
-        await tick(system)  # 00:15 UTC
+        system.clock.advance(900)  # 00:15 UTC
+        await system.deliver(max_batches=1)
     _, progress = await get_json(system, f"/libraries/{summary['id']}")
     _, _, page = await get_page(system, summary["id"])
     assert progress["status"] == "warming"
-    assert progress["lastRun"]["stoppedBy"] == "subrequests"
+    assert progress["lastRun"]["stoppedBy"] == "complete"
     assert state_of(page) == "warming"
     assert text_of(page, "state") == "warming"
-    assert text_of(page, "eta") == "about 15 minutes (the run at 00:30 UTC)"
+    assert text_of(page, "eta").startswith("about ")
     last_run = text_of(page, "last-run")
-    assert last_run.startswith(f"2026-01-01 00:15 UTC: {progress['lastRun']['items']} items in")
-    assert last_run.endswith("reached its subrequest limit; the next run continues")
+    assert last_run.startswith("2026-01-01 00:15 UTC: 1 item in 1 unit")
     found = bars(page)
     books, authors = found["Books (ISBNs)"], found["Authors"]
     assert books == (12, 12, "12 of 12 looked up: 12 warmed, 0 failed")
@@ -249,12 +249,10 @@ async def test_a_library_imported_before_this_version_still_has_a_page() -> None
     note that skipped rows were not recorded."""
     system = make_system()
     _, summary = await upload(system, library("generic.csv"))
-    kv = warmer_kv(system)
-    key = f"job:{summary['id']}"
-    old = json.loads(kv.dump()[key])
+    (row,) = system.objects.query(JOBS_NAMESPACE, summary["id"], "SELECT state FROM job")
+    old = json.loads(row["state"])
     del old["by_kind"]
-    system.clock.advance(2)
-    await kv.put(key, json.dumps(old))
+    system.objects.query(JOBS_NAMESPACE, summary["id"], "UPDATE job SET state = ?", json.dumps(old))
     await system.r2(WARMER, "LIBRARY_DATA").delete(f"libraries/{summary['id']}/import.json")
     _, _, page = await get_page(system, summary["id"])
     assert list(bars(page)) == ["Books and authors", "ISBNdb", "Google Books", "Open Library"]

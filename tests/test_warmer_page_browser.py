@@ -113,11 +113,12 @@ def check_accessibility(page: Page) -> None:
 
 
 async def warming_library() -> tuple[System, str]:
-    """Goodreads export after one */15 tick: part way."""
+    """Goodreads export after one queue batch (8 of 14 units): part way."""
     system = make_system(WARM_ISBN_CHUNK="10")
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
-        await tick(system)
+        system.clock.advance(900)
+        await system.deliver(max_batches=1)
     return system, summary["id"]
 
 
@@ -283,13 +284,13 @@ async def test_warm_now_and_retry_failed_items_from_the_page(tmp_path: Path) -> 
         seen = await in_chromium(system, WARMER, tmp_path / "profile", scenario, binary=binary)
     assert seen["without_token"] == "Enter the admin token above first."
     assert seen["wrong_token"] == "That token was not accepted: the page shows progress only."
-    assert seen["warm"].startswith("This run warmed ")
+    assert seen["warm"] == "6 units sent to the warming queue."
     assert seen["after_warm"] == "done, 4 items failed"
-    assert seen["retry"] == ("4 failed items queued again: the next run (or Warm now) warms them.")
+    assert seen["retry"] == ("4 failed items queued again: the warming queue takes them up now.")
     state, authors_bar = seen["after_retry"]
     assert state.startswith("warming")
     assert authors_bar == ["Authors", 8, 12]
-    assert seen["warm_again"] == "This run warmed 4 items (4 units)."
+    assert seen["warm_again"] == "4 units sent to the warming queue."
     assert seen["after_again"] == "done, 4 items failed"
     assert {item for item, _ in seen["kept"]} == UNLISTED_AUTHORS
     assert seen["forgotten"] == 0
@@ -304,7 +305,8 @@ async def test_the_bars_chromium_paints_have_enough_contrast(tmp_path: Path) -> 
     system = make_system(WARM_ISBN_CHUNK="10", ISBNDB_DAILY_BUDGET="40")
     with mock_upstreams():
         _, summary = await upload(system, library("goodreads_24.csv"))
-        await tick(system)  # authors 9 of 12, ISBNdb 20 of 40: both bars part-filled
+        system.clock.advance(900)
+        await system.deliver(max_batches=1)  # 6 of 12 authors, ISBNdb part spent: part-filled
     job = summary["id"]
 
     def scenario(browser: Chromium, base: str) -> dict[str, Any]:

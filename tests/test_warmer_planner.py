@@ -1,11 +1,7 @@
-"""Batch planning (pure) and the KV lease, in isolation."""
+"""Batch planning (pure), in isolation (the unit leases: test_warmer_job_object.py)."""
 
 from __future__ import annotations
 
-from bookmeta import Clocks, FakeClock
-from bookmeta.runtime import KVBinding
-from harness import FakeKV
-from warmer_app.lease import Leases
 from warmer_app.planner import StopReason, UnitKind, build_units, plan_batch
 
 LOTS = {"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000}
@@ -43,27 +39,3 @@ def test_google_estimate_of_an_isbn_chunk_is_capped_like_the_proxy() -> None:
 
     (chunk,) = build_units([str(i) for i in range(100)], [], chunk_size=100)
     assert upstream_estimate(chunk) == {"isbndb": 1, "openlibrary": 2, "google": 20}
-
-
-async def test_lease_excludes_a_second_holder_until_released_without_write_rate_errors() -> None:
-    """Acquire, busy for the next caller, release, re-acquire at once: no 429 from fake KV."""
-    clock = FakeClock(1000.0)
-    clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
-    leases = Leases(KVBinding(FakeKV(clock=clock)), clocks, hold_s=70)
-    first = await leases.acquire("job")
-    assert first is not None
-    assert await leases.acquire("job") is None
-    await leases.release(first)
-    again = await leases.acquire("job")
-    assert again is not None
-    assert again.owner != first.owner
-
-
-async def test_lease_expires_after_its_hold_time() -> None:
-    """A dead holder's lease frees itself after hold_s."""
-    clock = FakeClock(1000.0)
-    clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
-    leases = Leases(KVBinding(FakeKV(clock=clock)), clocks, hold_s=70)
-    assert await leases.acquire("job") is not None
-    clock.advance(71)
-    assert await leases.acquire("job") is not None

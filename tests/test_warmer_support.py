@@ -15,6 +15,7 @@ import respx
 
 from harness import System
 from harness.devtools import fixture_upstream
+from warmer_app.jobs import JobState
 
 LIBRARIES = Path(__file__).parent / "fixtures" / "libraries"
 TOKEN = "t"
@@ -68,9 +69,42 @@ async def get_json(
 
 
 async def tick(system: System, cron: str = BATCH_CRON, *, seconds: float = 900) -> None:
-    """Let ``seconds`` pass, then fire ``cron`` on the warmer."""
+    """Let ``seconds`` pass, deliver the queue messages due by then, fire ``cron`` on the
+    warmer, and deliver what it sent (a retry's backoff waits for the next tick)."""
     system.clock.advance(seconds)
+    await system.deliver()
     await system.scheduled(WARMER, cron)
+    await system.deliver()
+
+
+async def warm(system: System, *, within: float = 3600.0) -> float:
+    """Deliver the warming queue (delayed retries included) for up to ``within`` seconds of
+    the fake clock, no cron fired; returns the seconds that passed."""
+    return await system.run_queues(within=within)
+
+
+JOBS_NAMESPACE = "personal-library-cache-warmer:LibraryJob"
+
+
+def job_state(system: System, job_id: str) -> JobState:
+    """The job's state as its Durable Object keeps it."""
+    rows = system.objects.query(JOBS_NAMESPACE, job_id, "SELECT state FROM job")
+    return JobState.from_json(rows[0]["state"])
+
+
+def job_units(system: System, job_id: str) -> list[dict[str, Any]]:
+    """The job's unit rows (n, kind, items as a list, status, result as a dict or None)."""
+    rows = system.objects.query(
+        JOBS_NAMESPACE, job_id, "SELECT n, kind, items, status, result FROM units ORDER BY n"
+    )
+    return [
+        {
+            **r,
+            "items": json.loads(r["items"]),
+            "result": json.loads(r["result"]) if r["result"] else None,
+        }
+        for r in rows
+    ]
 
 
 def warmer_kv(system: System) -> Any:

@@ -18,6 +18,8 @@ from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
     ObjectNamespace,
+    QueueMessage,
+    QueueProducer,
     RateLimitBinding,
     Service,
     SettingsCache,
@@ -141,6 +143,8 @@ __all__ = [
     "Purpose",
     "Query",
     "QueryKind",
+    "QueueMessage",
+    "QueueProducer",
     "QuotaExhausted",
     "RateLimitBinding",
     "RateLimited",

@@ -73,6 +73,25 @@ class RateLimitBinding(Protocol):
     async def allow(self, key: str) -> bool: ...
 
 
+class QueueProducer(Protocol):
+    """A Queues producer binding: ``send`` one JSON-able message, visible after ``delay_s``."""
+
+    async def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None: ...
+
+    async def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None: ...
+
+
+class QueueMessage(Protocol):
+    """One delivered message: its body (plain data), delivery count, and its fate."""
+
+    body: Any
+    attempts: int
+
+    def ack(self) -> None: ...
+
+    def retry(self, delay_s: int = 0) -> None: ...
+
+
 class WorkerEnv(Protocol):
     """Bindings, vars, secrets and background work of one invocation."""
 
@@ -88,6 +107,8 @@ class WorkerEnv(Protocol):
 
     def rate_limit(self, name: str) -> RateLimitBinding | None: ...
     def durable_object(self, name: str) -> ObjectNamespace | None: ...
+
+    def queue(self, name: str) -> QueueProducer | None: ...
 
     async def secret(self, name: str) -> str | None: ...
 

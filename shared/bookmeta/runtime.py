@@ -273,6 +273,79 @@ class DurableObjectBinding:
         return ServiceBinding(self._raw.getByName(name), self._name)
 
 
+class QueueBinding:
+    """`QueueProducer` over a ``[[queues.producers]]`` binding.
+
+    The body crosses as a JS object (structured clone); a send that throws becomes
+    ``UpstreamError(<binding name>, None, ...)`` so the caller can keep the work for a cron.
+    """
+
+    def __init__(self, raw: Any, name: str = "queue") -> None:
+        self._raw = raw
+        self._name = name
+
+    async def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None:
+        try:
+            if delay_s > 0:
+                await self._raw.send(_js_object(body), delaySeconds=int(delay_s))
+            else:
+                await self._raw.send(_js_object(body))
+        except Exception as exc:
+            raise UpstreamError(self._name, None, f"send: {type(exc).__name__}: {exc}") from exc
+
+    async def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        try:
+            await self._raw.sendBatch(_js_list([{"body": _js_object(b)} for b in bodies]))
+        except Exception as exc:
+            raise UpstreamError(self._name, None, f"sendBatch: {type(exc).__name__}") from exc
+
+
+class RuntimeMessage:
+    """`QueueMessage` over a delivered message: the body as plain data (a JsDict, or a JS
+    object converted with ``to_py``), ``attempts`` from 1, ``ack``/``retry``."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        body = raw.body
+        if hasattr(body, "to_py"):
+            body = body.to_py()
+        self.body = to_python(body)
+        self.attempts = int(raw.attempts)
+
+    def ack(self) -> None:
+        self._raw.ack()
+
+    def retry(self, delay_s: int = 0) -> None:
+        if delay_s > 0:
+            self._raw.retry(delaySeconds=int(delay_s))
+        else:
+            self._raw.retry()
+
+
+def read_batch(batch: Any) -> tuple[str, list[RuntimeMessage]]:
+    """A delivered batch: its queue's name and its messages."""
+    return str(batch.queue), [RuntimeMessage(m) for m in batch.messages]
+
+
+def _js_list(values: list[Any]) -> Any:
+    try:
+        from js import Object
+        from pyodide.ffi import to_js
+    except ImportError:
+        return values
+    return to_js(values, dict_converter=Object.fromEntries)
+
+
+def _js_object(body: dict[str, Any]) -> Any:
+    """``body`` as the runtime's send() wants it: a JS object (a plain dict under CPython)."""
+    try:
+        from js import Object
+        from pyodide.ffi import to_js
+    except ImportError:  # CPython (the tests): the fakes take Python dicts
+        return body
+    return to_js(body, dict_converter=Object.fromEntries)
+
+
 def _sql_value(value: Any) -> SqlValue:
     if value is None or isinstance(value, int | float | str | bytes):
         return value
@@ -368,6 +441,10 @@ class RuntimeEnv:
     def durable_object(self, name: str) -> DurableObjectBinding | None:
         raw = self._binding(name)
         return None if raw is None else DurableObjectBinding(raw, name)
+
+    def queue(self, name: str) -> QueueBinding | None:
+        raw = self._binding(name)
+        return None if raw is None else QueueBinding(raw, name)
 
     async def secret(self, name: str) -> str | None:
         """A Secrets Store binding (``await get()``) or a plain secret string."""

@@ -19,6 +19,7 @@ from .durable import (
     ObjectCall,
     SqlRow,
 )
+from .queues import FakeQueue, FakeQueueProducer, QueueError, Queues
 from .storage import FakeKV, FakeR2, KVError, R2Error
 from .system import System, WorkerSpec, load_specs
 
@@ -30,6 +31,8 @@ __all__ = [
     "FakeController",
     "FakeDurableObjectNamespace",
     "FakeKV",
+    "FakeQueue",
+    "FakeQueueProducer",
     "FakeR2",
     "FakeRateLimit",
     "FakeSecret",
@@ -37,6 +40,8 @@ __all__ = [
     "FakeSqlStorage",
     "KVError",
     "ObjectCall",
+    "QueueError",
+    "Queues",
     "R2Error",
     "SqlRow",
     "System",

@@ -302,6 +302,8 @@ def serve_worker(system: Any, worker: str, loop: asyncio.AbstractEventLoop) -> I
                 resp = await system.fetch(
                     worker, self.path, method=self.command, headers=headers, body=body
                 )
+                if self.command == "POST" and self.path.endswith("/warm"):
+                    await system.deliver()  # what Warm now queued runs at once, as on Cloudflare
                 return resp.status, list(resp.headers.items()), await resp.bytes()
 
             status, answered, payload = asyncio.run_coroutine_threadsafe(call(), loop).result(30)

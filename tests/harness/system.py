@@ -34,6 +34,7 @@ from .bindings import (
     Traffic,
 )
 from .durable import DurableObjects, FakeDurableObjectNamespace
+from .queues import ConsumerSpec, FakeMessageBatch, FakeQueueProducer, Queues
 from .storage import FakeKV, FakeR2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +89,8 @@ class WorkerSpec:
     ratelimits: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     durable_objects: dict[str, ObjectBinding] = field(default_factory=dict)
     migrations: list[dict[str, Any]] = field(default_factory=list)
+    producers: dict[str, str] = field(default_factory=dict)  # binding -> queue name
+    consumers: list[dict[str, Any]] = field(default_factory=list)  # [[queues.consumers]]
 
     def object_classes(self) -> dict[str, bool]:
         """Durable Object classes the migrations leave in place: name -> SQLite-backed."""
@@ -131,6 +134,10 @@ def load_specs(config_dir: Path = CONFIG_DIR, env: str | None = None) -> dict[st
                 b["name"]: ObjectBinding(b["class_name"], b.get("script_name"))
                 for b in section.get("durable_objects", {}).get("bindings", [])
             },
+            producers={
+                b["binding"]: b["queue"] for b in section.get("queues", {}).get("producers", [])
+            },
+            consumers=list(section.get("queues", {}).get("consumers", [])),
             # Migrations are inherited by environments (bindings are not).
             migrations=list(section.get("migrations", top.get("migrations", []))),
         )
@@ -175,6 +182,7 @@ class System:
         self.rate_limits: dict[str, FakeRateLimit] = {}
         self.client_ip = client_ip
         self.objects = DurableObjects()
+        self.queues = Queues(self.clock)
         self.modules: dict[str, ModuleType] = {}
         self.envs: dict[str, FakeEnv] = {}
         self._overrides = {k: dict(v) for k, v in (vars or {}).items()}
@@ -188,6 +196,17 @@ class System:
             for ns, limit, period in spec.ratelimits.values():
                 self.rate_limits.setdefault(
                     ns, FakeRateLimit(limit, period, self.clock, enforce_rate_limits)
+                )
+            for consumer in spec.consumers:
+                queue = self.queues.queue(consumer["queue"])
+                if queue.consumer is not None:
+                    raise LookupError(f"queue {consumer['queue']!r} has two consumers")
+                queue.consumer = ConsumerSpec(
+                    worker=spec.key,
+                    max_batch_size=int(consumer.get("max_batch_size", 10)),
+                    max_retries=int(consumer.get("max_retries", 3)),
+                    dead_letter_queue=consumer.get("dead_letter_queue"),
+                    retry_delay=int(consumer.get("retry_delay", 0)),
                 )
         for spec in self.specs.values():
             self.envs[spec.key] = self._build_env(spec, self._overrides.get(spec.key, {}))
@@ -224,6 +243,8 @@ class System:
             bindings[binding] = self.rate_limits[ns]
         for binding, target in spec.durable_objects.items():
             bindings[binding] = self._object_namespace(spec, binding, target)
+        for binding, queue in spec.producers.items():
+            bindings[binding] = FakeQueueProducer(self.queues.queue(queue))
         for binding in spec.secrets_store:
             bindings[binding] = FakeSecret(self.secrets.get(binding))
         for name, value in self.secrets.items():
@@ -356,6 +377,33 @@ class System:
         spec = self.specs[key]
         binding = FakeServiceBinding("test", "TEST", spec.name, self._invoke, self.traffic)
         return await getattr(binding, method)(*args)
+
+    async def _consume(self, key: str, batch: FakeMessageBatch) -> None:
+        async def call(entry: Any) -> Any:
+            return await entry.queue(batch, self.envs[key], entry.ctx)
+
+        await self._run(key, call)
+
+    async def deliver(self, *, max_batches: int = 10_000) -> int:
+        """Deliver every queue message due now to its consumer (batches; retries due now
+        too); returns the number of batches. A consumer that throws has its batch retried
+        (the error is kept in ``queues.errors``)."""
+        return await self.queues.deliver(self._consume, max_batches=max_batches)
+
+    async def run_queues(self, *, within: float, step: float | None = None) -> float:
+        """Deliver, then move the clock to the next delayed message, until nothing is left
+        or ``within`` seconds passed; returns the seconds the clock moved. ``step`` caps each
+        move (to let crons or other work interleave)."""
+        start = self.clock()
+        while True:
+            await self.deliver()
+            due = self.queues.next_due()
+            if due is None or due - start > within:
+                return self.clock() - start
+            wait = due - self.clock()
+            if step is not None:
+                wait = min(wait, step)
+            self.clock.advance(max(wait, 0.0))
 
     async def scheduled(self, key: str, cron: str) -> FakeController:
         """Fire cron ``cron`` on worker ``key`` (it must be one of the config's triggers)."""

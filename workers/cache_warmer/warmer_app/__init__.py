@@ -1,5 +1,6 @@
-"""Library cache warmer: CSV import, cron micro-batch warming, daily verification, dashboard."""
+"""Library cache warmer: CSV import, queue warming, cron re-drive, daily verification, dashboard."""
 
 from .app import App, Isolate, build_app
+from .job_object import LibraryJobObject
 
-__all__ = ["App", "Isolate", "build_app"]
+__all__ = ["App", "Isolate", "LibraryJobObject", "build_app"]

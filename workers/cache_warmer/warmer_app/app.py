@@ -9,7 +9,9 @@ Routes::
     GET  /health                   GET /metrics
     GET  /debug/{proxy|isbndb}/... POST /debug/rpc/...        binding pass-through (auth)
 
-Crons: ``*/15 * * * *`` one micro-batch, ``0 2 * * *`` verification; any other is logged only.
+Queue: ``WARM_QUEUE`` (one message per unit, sent at upload) is consumed by ``queue()``
+(consumer.py); its dead-letter queue too. Crons: ``*/15 * * * *`` re-drives what is due
+(redrive.py), ``0 2 * * *`` verification; any other is logged only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from bookmeta import (
     Metrics,
     ObservedService,
     PayloadTooLarge,
+    QueueMessage,
+    QueueProducer,
     Request,
     Response,
     Router,
@@ -49,11 +53,14 @@ from .budget import (
     Meter,
     MeteredBlobs,
     MeteredKV,
+    MeteredObjects,
+    MeteredQueue,
     MeteredService,
     UsageLedger,
     load_usage,
 )
 from .config import VERSION, WORKER, Settings
+from .consumer import Consumer
 from .dashboard import render_dashboard
 from .formats import ParsedLibrary, UploadRejected, decode_upload, parse_library
 from .jobs import (
@@ -65,12 +72,12 @@ from .jobs import (
     progress,
     public_progress,
 )
-from .lease import Leases
 from .library_page import render_library
 from .multipart import MultipartError, is_multipart, read_file_part
 from .negotiate import prefers_html
-from .planner import StopReason, build_units, total_estimate
-from .runner import Runner
+from .planner import build_units, total_estimate
+from .redrive import enqueue_units, redrive
+from .runner import UnitWorker
 from .script import SCRIPT
 from .ui import HTML_HEADERS
 from .verify import Verifier, utc_day
@@ -82,6 +89,8 @@ KV_BINDING = "WARMING_CACHE"
 R2_BINDING = "LIBRARY_DATA"
 PROXY_BINDING = "BOOKS_API_PROXY"
 ISBNDB_BINDING = "ISBNDB_WORKER"
+JOBS_BINDING = "LIBRARY_JOBS"
+QUEUE_BINDING = "WARM_QUEUE"
 TOKEN_SECRET = "WARMER_ADMIN_TOKEN"
 DASHBOARD_LIBRARIES = 20
 _TEXT_TYPES = frozenset(
@@ -118,7 +127,7 @@ class _Wiring:
     proxy: Service
     isbndb: Service
     store: JobStore
-    leases: Leases
+    queue: QueueProducer
 
 
 def _new_job_id(now: float) -> str:
@@ -150,6 +159,8 @@ class App:
         blobs = self._env.r2(R2_BINDING)
         proxy = self._env.service(PROXY_BINDING)
         isbndb = self._env.service(ISBNDB_BINDING)
+        jobs = self._env.durable_object(JOBS_BINDING)
+        queue = self._env.queue(QUEUE_BINDING)
         missing = [
             name
             for name, b in (
@@ -157,10 +168,19 @@ class App:
                 (R2_BINDING, blobs),
                 (PROXY_BINDING, proxy),
                 (ISBNDB_BINDING, isbndb),
+                (JOBS_BINDING, jobs),
+                (QUEUE_BINDING, queue),
             )
             if b is None
         ]
-        if kv is None or blobs is None or proxy is None or isbndb is None:
+        if (
+            kv is None
+            or blobs is None
+            or proxy is None
+            or isbndb is None
+            or jobs is None
+            or queue is None
+        ):
             raise Misconfigured(f"missing bindings: {', '.join(missing)}")
         meter = Meter(settings.max_subrequests)
         timeout_s = settings.call_timeout_ms / 1000.0
@@ -176,8 +196,13 @@ class App:
             MeteredService(
                 ISBNDB_BINDING, self._observed(ISBNDB_BINDING, isbndb), meter, timeout_s=timeout_s
             ),
-            JobStore(mkv, mblobs, self._clocks),
-            Leases(mkv, self._clocks, hold_s=settings.max_seconds * 2 + 30),
+            JobStore(
+                mkv,
+                mblobs,
+                MeteredObjects(JOBS_BINDING, jobs, meter, timeout_s=timeout_s),
+                self._clocks,
+            ),
+            MeteredQueue(QUEUE_BINDING, queue, meter),
         )
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -338,8 +363,9 @@ class App:
             metadata={"format": state.format, "filename": filename, "jobId": state.id},
             report=report,
         )
+        enqueued = await enqueue_units(wiring.store, wiring.queue, state.id, range(len(units)))
         self._isolate.metrics.incr("import.libraries")
-        log.event("import", job=state.id, format=state.format, counts=summary)
+        log.event("import", job=state.id, format=state.format, counts=summary, queued=enqueued)
         body = {
             "id": state.id,
             "format": state.format,
@@ -361,11 +387,8 @@ class App:
         return json_response(body, 201, headers={"location": f"/libraries/{state.id}"})
 
     async def _load_state(self, wiring: _Wiring, job_id: str) -> JobState | None:
-        """The job's state with the units a dead run left unsaved folded in (read-only)."""
-        state = await wiring.store.load(job_id) if is_job_id(job_id) else None
-        if state is not None:
-            await wiring.store.catch_up(state)
-        return state
+        """The job's state from its object (None for no such job)."""
+        return await wiring.store.load(job_id) if is_job_id(job_id) else None
 
     async def _load_progress(self, job_id: str) -> dict[str, Any] | None:
         state = await self._load_state(self._wire(self._settings()), job_id)
@@ -428,21 +451,18 @@ class App:
         return Response(200, html.encode("utf-8"), dict(HTML_HEADERS))
 
     async def _warm_now(self, request: Request, job_id: str, log: Log) -> Response:
+        """Send the library's due units to the queue now (what the cron would do)."""
         refused = await self._authorized(request)
         if refused is not None:
             return refused
         if not is_job_id(job_id) or await self._load_progress(job_id) is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
         report = await self.run_batch(log, only=job_id)
-        runs = report["jobs"]
-        if runs and runs[0]["stoppedBy"] == StopReason.BUSY.value:
-            return error_response(409, "busy", "another run is warming this library; retry soon")
         return json_response({**report, "progress": await self._load_progress(job_id)})
 
     async def _retry(self, request: Request, job_id: str, log: Log) -> Response:
-        """Queue every failed item of the library again, under its lease (409 while a run
-        holds it). The plan is written before the state, so a crash between them leaves
-        only unused units past the state's end (ignored, then overwritten by the next append)."""
+        """Queue every failed item of the library again: the object forgets the failures and
+        adds units for them in one call (atomic), then those units are sent to the queue."""
         refused = await self._authorized(request)
         if refused is not None:
             return refused
@@ -450,25 +470,20 @@ class App:
         wiring = self._wire(settings)
         if not is_job_id(job_id) or await wiring.store.load(job_id) is None:
             return error_response(404, "not_found", f"no library {job_id!r}")
-        lease = await wiring.leases.acquire(job_id)
-        if lease is None:
-            return error_response(409, "busy", "another run is warming this library; retry soon")
-        try:
-            state = await self._load_state(wiring, job_id)  # fresh, under the lease
-            if state is None:  # deleted meanwhile
-                return error_response(404, "not_found", f"no library {job_id!r}")
-            units = (await wiring.store.load_units(job_id))[: state.units]
-            retried = len(state.failures)
-            added = state.requeue_failures(units, chunk_size=settings.isbn_chunk_size)
-            if added:
-                await wiring.store.save_units(job_id, units + added)
-                await wiring.store.save(state)
-        finally:
-            await wiring.leases.release(lease)
+        found = await wiring.store.requeue_failures(job_id, settings.isbn_chunk_size)
+        added = [int(n) for n in found.get("units", [])]
+        retried = int(found.get("retried", 0))
+        await enqueue_units(wiring.store, wiring.queue, job_id, added)
+        state = await wiring.store.load(job_id)
         self._isolate.metrics.incr("retry.items", retried)
         log.event("retry", job=job_id, items=retried, units=len(added))
         return json_response(
-            {"id": job_id, "retried": retried, "units": len(added), "progress": progress(state)}
+            {
+                "id": job_id,
+                "retried": retried,
+                "units": len(added),
+                "progress": progress(state) if state is not None else None,
+            }
         )
 
     async def _health(self) -> Response:
@@ -478,6 +493,8 @@ class App:
             R2_BINDING: self._env.r2(R2_BINDING) is not None,
             PROXY_BINDING: self._env.service(PROXY_BINDING) is not None,
             ISBNDB_BINDING: self._env.service(ISBNDB_BINDING) is not None,
+            JOBS_BINDING: self._env.durable_object(JOBS_BINDING) is not None,
+            QUEUE_BINDING: self._env.queue(QUEUE_BINDING) is not None,
         }
         return json_response(
             {
@@ -516,43 +533,61 @@ class App:
         return {"ignored": cron}
 
     async def run_batch(self, log: Log, *, only: str | None = None) -> dict[str, Any]:
-        """One micro-batch over unfinished jobs (or just ``only``), within the run's budgets."""
+        """The re-drive: send every unfinished job's due units (or just ``only``'s) to the
+        queue again: units deferred to a budget's reset, retried, or left by a dead consumer."""
         settings = self._settings()
         wiring = self._wire(settings)
         ids = [only] if only is not None else await wiring.store.list_ids()
+        jobs = await redrive(wiring.store, wiring.queue, ids, wiring.meter, now=only is not None)
+        report = {
+            "jobs": jobs,
+            "subrequests": {
+                "used": wiring.meter.used,
+                "limit": wiring.meter.limit,
+                "byTarget": dict(sorted(wiring.meter.by_target.items())),
+            },
+        }
+        self._isolate.metrics.incr("warm.redrives")
+        log.event("warm.redrive", jobs=jobs, subrequests=report["subrequests"])
+        return report
+
+    async def queue(self, queue_name: str, messages: list[QueueMessage]) -> dict[str, Any]:
+        """Consume one batch of the warming queue or its dead-letter queue."""
+        log = Log(WORKER, f"queue-{queue_name}")
+        settings = self._settings()
+        wiring = self._wire(settings)
         usage = await load_usage(wiring.kv, utc_day(self._clocks.wall()))
-        runner = Runner(
-            store=wiring.store,
-            leases=wiring.leases,
+        ledger = UsageLedger(wiring.kv, usage, self._clocks)
+        worker = UnitWorker(
             proxy=wiring.proxy,
             isbndb=wiring.isbndb,
+            settings=settings,
+            metrics=self._isolate.metrics,
+            log=log,
+        )
+        consumer = Consumer(
+            store=wiring.store,
+            queue=wiring.queue,
+            worker=worker,
+            ledger=ledger,
             settings=settings,
             clocks=self._clocks,
             meter=wiring.meter,
             metrics=self._isolate.metrics,
             log=log,
         )
-        ledger = UsageLedger(wiring.kv, usage, self._clocks)
         try:
-            runs = await runner.run(ids, ledger)
-        except Exception:
-            # The ledger's record already counts every call made (at worst over); write the
-            # real spend if the budget still allows it, then let the error be seen.
+            outcome = await consumer.consume(queue_name, messages)
+        finally:
             with contextlib.suppress(Exception):
                 await ledger.settle()
-            raise
-        await ledger.settle()
         report = {
-            "jobs": [r.as_dict() for r in runs],
-            "subrequests": {
-                "used": wiring.meter.used,
-                "limit": wiring.meter.limit,
-                "byTarget": dict(sorted(wiring.meter.by_target.items())),
-            },
-            "usage": {"day": usage.day, "calls": usage.calls},
+            **outcome.as_dict(),
+            "messages": len(messages),
+            "subrequests": {"used": wiring.meter.used, "limit": wiring.meter.limit},
         }
-        self._isolate.metrics.incr("warm.runs")
-        log.event("warm.run", jobs=report["jobs"], subrequests=report["subrequests"])
+        self._isolate.metrics.incr("warm.batches")
+        log.event("warm.batch", **report)
         return report
 
     async def verify(self, log: Log) -> dict[str, Any]:
@@ -561,7 +596,7 @@ class App:
         wiring = self._wire(settings)
         verifier = Verifier(
             store=wiring.store,
-            leases=wiring.leases,
+            queue=wiring.queue,
             proxy=wiring.proxy,
             reports=wiring.blobs,
             clocks=self._clocks,

@@ -24,6 +24,8 @@ from bookmeta import (
     KVEntry,
     KVListing,
     KVStore,
+    ObjectNamespace,
+    QueueProducer,
     Request,
     Response,
     Service,
@@ -174,6 +176,38 @@ class MeteredService:
     async def call(self, method: str, *args: Any) -> Any:
         self._meter.spend(f"{self._name}.rpc")
         return await self._bounded(self._inner.call(method, *args))
+
+
+class MeteredQueue:
+    """A QueueProducer that counts every send (one subrequest per send or sendBatch)."""
+
+    def __init__(self, name: str, inner: QueueProducer, meter: Meter) -> None:
+        self._name = name
+        self._inner = inner
+        self._meter = meter
+
+    async def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None:
+        self._meter.spend(f"{self._name}.send")
+        await self._inner.send(body, delay_s=delay_s)
+
+    async def send_batch(self, bodies: Sequence[dict[str, Any]]) -> None:
+        self._meter.spend(f"{self._name}.sendBatch")
+        await self._inner.send_batch(bodies)
+
+
+class MeteredObjects:
+    """An ObjectNamespace whose stubs count every call (as MeteredService)."""
+
+    def __init__(self, name: str, inner: ObjectNamespace, meter: Meter, *, timeout_s: float):
+        self._name = name
+        self._inner = inner
+        self._meter = meter
+        self._timeout_s = timeout_s
+
+    def get_by_name(self, name: str) -> Service:
+        return MeteredService(
+            self._name, self._inner.get_by_name(name), self._meter, timeout_s=self._timeout_s
+        )
 
 
 # -- daily upstream usage --------------------------------------------------------------------

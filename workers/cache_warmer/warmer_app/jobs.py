@@ -1,21 +1,19 @@
-"""Warming jobs: the state model, its persistence in KV/R2, and the progress view.
+"""Warming jobs: the state model, where it is kept, and the progress view.
 
-Layout (KV ``WARMING_CACHE``, R2 ``LIBRARY_DATA``)::
+Layout::
 
+    Durable Object LIBRARY_JOBS, one per job id (job_object.py, SQLite): the JobState
+                                    (counts, failures, last run) and one row per unit
+                                    (items, pending|done, lease, progress, result)
     R2  libraries/{id}/source.csv   the upload as received (the file part of a multipart form)
-    R2  libraries/{id}/plan.json    the units, append-only (verification and retries append units)
     R2  libraries/{id}/import.json  what the import found: rows skipped (line, reason), rows
                                     without an ISBN; shown on the library's page to the token holder
-    KV  job:{id}                    JobState: cursor, counters, failures, last run; written at
-                                    import and at most once per run, >= 1 s after its last write
-    KV  unit:{id}:{n:06d}           UnitResult of unit n; written exactly once, right after the
-                                    unit ran (this is the per-unit progress a crash cannot lose)
-    KV  lease:{id}                  who works the job now (see lease.py)
-    KV  usage:{YYYY-MM-DD}:...      upstream calls one run spent that UTC day (see budget.py)
+    KV  job:{id}                    the index of libraries (written once, at import; the
+                                    dashboard lists it)
+    KV  usage:{YYYY-MM-DD}:...      upstream calls spent that UTC day (see budget.py)
 
-The cursor in ``job:{id}`` may lag behind the unit keys when a run died before saving it;
-``catch_up`` reads ``unit:{id}:{cursor}``, ``{cursor+1}``... and folds each into the state, so
-a unit is never run twice and never counted twice.
+``JobState.cursor`` counts the units settled (they settle in any order, one queue message
+each); a job is finished when every unit is.
 """
 
 from __future__ import annotations
@@ -26,17 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from bookmeta import BlobStore, Clocks, KVStore
+from bookmeta import BlobStore, Clocks, KVStore, ObjectNamespace, Service, UpstreamError
 
-from .budget import wait_for_write_slot
 from .planner import StopReason, Unit, UnitKind, build_units
 
 JOB_PREFIX = "job:"
+CRON_INTERVAL_S = 900.0  # the re-drive cron's cadence (*/15)
 MAX_FAILURES_SHOWN = 100
 MAX_REPORT_LINES = (
     1000  # lines without an ISBN kept in import.json (problems: formats.MAX_PROBLEMS)
 )
-CRON_INTERVAL_S = 900.0
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
@@ -204,7 +201,7 @@ class JobState:
 def progress(state: JobState) -> dict[str, Any]:
     """The progress view of GET /libraries/{id} (items are ISBNs plus authors).
 
-    ``rate`` is items per hour at the cron cadence (the mean per worked run times four);
+    ``rate`` is items per hour measured from the first settled work to the last;
     ``eta`` is the seconds and the UTC epoch at which the rest would be done at that rate.
     """
     processed = state.done + state.failed
@@ -214,8 +211,9 @@ def progress(state: JobState) -> dict[str, Any]:
         remaining, percent = 0, 100.0
     rate = None
     eta: dict[str, float] | None = None
-    if state.runs and processed:
-        rate = round(processed / state.runs * (3600.0 / CRON_INTERVAL_S), 1)
+    if state.runs and processed and state.first_run_at is not None and state.last_run:
+        span = max(60.0, float(state.last_run["at"]) - float(state.first_run_at))
+        rate = round(processed / span * 3600.0, 1)
         if remaining and state.last_run is not None:
             seconds = round(remaining / rate * 3600.0, 1)
             eta = {"seconds": seconds, "at": round(float(state.last_run["at"]) + seconds, 1)}
@@ -281,12 +279,27 @@ def public_progress(view: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class JobStore:
-    """Jobs in KV (state, unit results) and R2 (source, plan)."""
+    """Jobs in their Durable Objects (state, units), R2 (source, report) and a KV index."""
 
-    def __init__(self, kv: KVStore, blobs: BlobStore, clocks: Clocks) -> None:
+    def __init__(
+        self, kv: KVStore, blobs: BlobStore, objects: ObjectNamespace, clocks: Clocks
+    ) -> None:
         self._kv = kv
         self._blobs = blobs
+        self._objects = objects
         self._clocks = clocks
+
+    async def _call(self, job_id: str, method: str, *args: Any) -> dict[str, Any]:
+        result = await self._objects.get_by_name(job_id).call(method, *args)
+        if not isinstance(result, dict):
+            raise UpstreamError("LIBRARY_JOBS", None, f"{method} returned {type(result).__name__}")
+        if "error" in result:
+            raise UpstreamError("LIBRARY_JOBS", None, f"{method}: {result['error']}")
+        return result
+
+    def stub(self, job_id: str) -> Service:
+        """The job's object (RPC)."""
+        return self._objects.get_by_name(job_id)
 
     async def create(
         self,
@@ -298,14 +311,16 @@ class JobStore:
         metadata: Mapping[str, str],
         report: Mapping[str, Any],
     ) -> None:
-        """Store the upload, the plan, the import report and the initial state (state last)."""
+        """Store the upload, the import report, the job (object) and its index entry (last)."""
         await self._blobs.put(
             source_key(state.id), source, custom_metadata=metadata, content_type=content_type
         )
-        await self.save_units(state.id, units)
         body = json.dumps(report, ensure_ascii=False, separators=(",", ":"))
         await self._blobs.put(report_key(state.id), body, content_type="application/json")
-        await self.save(state)
+        await self._call(
+            state.id, "create", json.loads(state.to_json()), [u.to_json() for u in units]
+        )
+        await self._kv.put(job_key(state.id), json.dumps({"createdAt": state.created_at}))
 
     async def load_report(self, job_id: str) -> dict[str, Any] | None:
         """The import report, or None (libraries imported before reports were kept)."""
@@ -317,42 +332,59 @@ class JobStore:
 
     async def load(self, job_id: str) -> JobState | None:
         """The job's state, or None when there is no such job."""
-        raw = await self._kv.get(job_key(job_id))
-        return None if raw is None else JobState.from_json(raw)
+        found = await self._call(job_id, "state")
+        if "state" not in found:
+            return None
+        return JobState.from_json(json.dumps(found["state"]))
 
-    async def save(self, state: JobState) -> None:
-        """Write the state, at least 1 s after its previous write (KV's per-key rate)."""
-        await wait_for_write_slot(state.saved_at, self._clocks)
-        state.saved_at = self._clocks.wall()
-        await self._kv.put(job_key(state.id), state.to_json())
+    async def load_units(self, job_id: str) -> tuple[list[Unit], set[int]]:
+        """The job's units, and the numbers of those settled."""
+        found = await self._call(job_id, "units")
+        units = [Unit.from_json(u) for u in found.get("units", [])]
+        return units, {int(n) for n in found.get("done", [])}
 
-    async def load_units(self, job_id: str) -> list[Unit]:
-        """The job's units from R2 (empty when the plan is missing)."""
-        blob = await self._blobs.get(plan_key(job_id))
-        if blob is None:
-            return []
-        return [Unit.from_json(u) for u in json.loads(blob.text())["units"]]
+    async def claim(self, job_id: str, n: int, holder: str, lease_s: float) -> dict[str, Any]:
+        """Take unit ``n``'s lease (job_object.LibraryJobObject.claim)."""
+        return await self._call(job_id, "claim", n, holder, lease_s)
 
-    async def save_units(self, job_id: str, units: Sequence[Unit]) -> None:
-        """Write the plan (append-only by convention: indices never change meaning)."""
-        body = json.dumps({"units": [u.to_json() for u in units]}, ensure_ascii=False)
-        await self._blobs.put(plan_key(job_id), body, content_type="application/json")
+    async def release(
+        self, job_id: str, n: int, holder: str, progress: Mapping[str, Any], due_in_s: float,
+        stop: str, detail: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Keep unit ``n``'s progress, give its lease back, due again in ``due_in_s``."""
+        return await self._call(
+            job_id, "release", n, holder, dict(progress), due_in_s, stop, detail
+        )
 
-    async def write_unit(self, job_id: str, result: UnitResult) -> None:
-        """Record a unit's result (once per unit: its key is never written again)."""
-        await self._kv.put(unit_key(job_id, result.n), result.to_json())
+    async def finish(self, job_id: str, result: UnitResult) -> dict[str, Any]:
+        """Record a unit's result (counted once)."""
+        return await self._call(job_id, "finish", result.n, json.loads(result.to_json()))
 
-    async def catch_up(self, state: JobState) -> list[UnitResult]:
-        """Fold results saved by a run that died before saving the state; returns them."""
-        folded: list[UnitResult] = []
-        while not state.finished:
-            raw = await self._kv.get(unit_key(state.id, state.cursor))
-            if raw is None:
-                break
-            result = UnitResult.from_json(raw)
-            state.fold(result)
-            folded.append(result)
-        return folded
+    async def fail(self, job_id: str, n: int, reason: str) -> dict[str, Any]:
+        """Settle unit ``n``'s unsettled items as failed (dead-lettered)."""
+        return await self._call(job_id, "fail", n, reason)
+
+    async def due(self, job_id: str, limit: int, *, now_too: bool = False) -> list[int]:
+        """Units due to be sent to the queue again (``now_too``: every pending one)."""
+        found = await self._call(job_id, "due", limit, int(now_too))
+        return [int(n) for n in found.get("units", [])]
+
+    async def redriven(self, job_id: str, units: Sequence[int], after_s: float) -> None:
+        """Mark ``units`` as sent again."""
+        await self._call(job_id, "redriven", list(units), after_s)
+
+    async def requeue_failures(self, job_id: str, chunk_size: int) -> dict[str, Any]:
+        """Forget the job's failures, add units for them (job_object)."""
+        return await self._call(job_id, "requeue_failures", chunk_size)
+
+    async def grow(self, job_id: str, units: Sequence[Unit], requeued: int) -> list[int]:
+        """Append units (verification); their numbers."""
+        found = await self._call(job_id, "grow", [u.to_json() for u in units], requeued)
+        return [int(n) for n in found.get("units", [])]
+
+    async def set_verify(self, job_id: str, report: Mapping[str, Any], cursor: int) -> None:
+        """Record the job's latest verification."""
+        await self._call(job_id, "set_verify", dict(report), cursor)
 
     async def list_ids(self, *, limit: int | None = None) -> list[str]:
         """Job ids, oldest first (ids start with their creation time)."""

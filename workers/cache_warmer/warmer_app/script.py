@@ -69,11 +69,11 @@ SCRIPT = """\
   const DONE = {
     warm: (body) => {
       const run = (body.jobs || [])[0];
-      return run ? "This run warmed " + run.items + " items (" + run.units + " units)."
-                 : "Nothing was pending: nothing to warm.";
+      return run && run.redriven ? run.redriven + " units sent to the warming queue."
+                                 : "Nothing was pending: nothing to warm.";
     },
     retry: (body) => body.retried
-      ? body.retried + " failed items queued again: the next run (or Warm now) warms them."
+      ? body.retried + " failed items queued again: the warming queue takes them up now."
       : "No failed items to retry.",
   };
 

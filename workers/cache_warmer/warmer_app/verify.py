@@ -1,9 +1,10 @@
 """Daily verification: are warmed entries still in the proxy's cache? Re-queue those that are not.
 
-For each job, the keys of warmed items (units before the cursor, minus items that ever failed)
+For each job, the keys of warmed items (settled units, minus items that ever failed)
 are computed exactly as the proxy computes them (``isbn_key`` for books, ``author_warm_key`` for the
 author searches) and checked with the proxy's ``cache_status`` RPC in chunks. Missing keys and
-keys with less than 24 h left are re-queued as new units appended to the plan. Large libraries
+keys with less than 24 h left are re-queued: new units appended in the job's object, sent to
+the warming queue at once. Large libraries
 are checked round-robin: ``verify_cursor`` remembers where the budget ran out. A dated report
 goes to R2 ``reports/{YYYY-MM-DD}.json`` (UTC).
 
@@ -14,7 +15,6 @@ pages a night, the proxy resuming where the last night stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from bookmeta import (
     BookmetaError,
     Clocks,
     Log,
+    QueueProducer,
     Service,
     author_warm_key,
     isbn_key,
@@ -32,16 +33,16 @@ from bookmeta import (
 
 from .budget import Meter
 from .jobs import JobState, JobStore
-from .lease import Leases
 from .planner import Unit, UnitKind, build_units
+from .redrive import enqueue_units
 
 EXPIRY_MARGIN_S = 24 * 3600.0
 # List pages (1,000 objects each) the proxy sweeps a night: 2 R2 operations per page, in the
 # proxy's own invocation; a night covers 5,000 cache entries, the walk resumes the next.
 SWEEP_MAX_PAGES = 5
 SWEEP_SUBREQUESTS = 1  # the sweep_cache RPC
-JOB_START_SUBREQUESTS = 12  # state get x2, lease (up to 7), catch-up probe, plan get
-JOB_END_SUBREQUESTS = 4  # plan put, state put, release get/put
+JOB_START_SUBREQUESTS = 2  # state, units (the job's object)
+JOB_END_SUBREQUESTS = 4  # grow, sendBatch, redriven, set_verify
 RUN_END_SUBREQUESTS = 1  # the report put
 
 
@@ -55,11 +56,18 @@ def item_key(kind: UnitKind, item: str) -> str:
     return isbn_key(item) if kind is UnitKind.ISBNS else author_warm_key(item)
 
 
-def warmed_keys(state: JobState, units: Sequence[Unit]) -> dict[str, tuple[UnitKind, str]]:
-    """Cache key -> (kind, item) for every item warmed so far, in unit order, de-duplicated."""
+def warmed_keys(
+    state: JobState, units: Sequence[Unit], settled: set[int] | None = None
+) -> dict[str, tuple[UnitKind, str]]:
+    """Cache key -> (kind, item) for every item warmed so far (of the ``settled`` units; by
+    default the first ``state.cursor``), in unit order, de-duplicated."""
     failed = state.failed_items()
+    if settled is None:
+        units = units[: min(state.cursor, state.units)]
+    else:
+        units = [u for n, u in enumerate(units) if n in settled]
     keys: dict[str, tuple[UnitKind, str]] = {}
-    for unit in units[: min(state.cursor, state.units)]:
+    for unit in units:
         for item in unit.items:
             if item not in failed:
                 keys.setdefault(item_key(unit.kind, item), (unit.kind, item))
@@ -83,7 +91,7 @@ class Verifier:
         self,
         *,
         store: JobStore,
-        leases: Leases,
+        queue: QueueProducer,
         proxy: Service,
         reports: BlobStore,
         clocks: Clocks,
@@ -93,7 +101,7 @@ class Verifier:
         chunk_size: int,
     ) -> None:
         self._store = store
-        self._leases = leases
+        self._queue = queue
         self._proxy = proxy
         self._reports = reports
         self._clocks = clocks
@@ -150,34 +158,16 @@ class Verifier:
         return dict(result)
 
     async def _verify_locked(self, state: JobState) -> dict[str, Any]:
-        lease = await self._leases.acquire(state.id)
-        if lease is None:
-            holder = await self._leases.holder(state.id)
-            if holder is not None:
-                # A micro-batch holds it (both crons fire at 02:00): wait for it to run out.
-                await self._clocks.sleep(max(0.0, holder.until - self._clocks.wall()) + 0.001)
-            lease = await self._leases.acquire(state.id)
-        if lease is None:
-            return {"id": state.id, "skipped": "lease held"}
-        try:
-            fresh = await self._store.load(state.id) or state
-            await self._store.catch_up(fresh)
-            summary = await self._verify(fresh)
-            await self._store.save(fresh)
-        except BaseException:
-            # A crash must not leave the lease held (best effort: the original error propagates).
-            with contextlib.suppress(Exception):
-                await self._leases.release(lease)
-            raise
-        await self._leases.release(lease)
+        summary, cursor = await self._verify(state)
+        await self._store.set_verify(state.id, summary_at(summary, self._clocks.wall()), cursor)
         return summary
 
-    async def _verify(self, state: JobState) -> dict[str, Any]:
-        units = await self._store.load_units(state.id)
-        keys = warmed_keys(state, units)
+    async def _verify(self, state: JobState) -> tuple[dict[str, Any], int]:
+        units, settled = await self._store.load_units(state.id)
+        keys = warmed_keys(state, units, settled)
         ordered = list(keys)
         if not ordered:
-            return {"id": state.id, "checked": 0}
+            return {"id": state.id, "checked": 0}, state.verify_cursor
         start = state.verify_cursor % len(ordered)
         calls = max(0, self._meter.remaining - JOB_END_SUBREQUESTS - RUN_END_SUBREQUESTS)
         window = (ordered[start:] + ordered[:start])[: calls * self._keys_per_call]
@@ -209,10 +199,9 @@ class Verifier:
             isbns = [item for kind, item in requeue if kind is UnitKind.ISBNS]
             authors = [item for kind, item in requeue if kind is UnitKind.AUTHOR]
             added = build_units(isbns, authors, chunk_size=self._chunk_size)
-            await self._store.save_units(state.id, units[: state.units] + added)
-            state.grow(added)
-            state.requeued += len(requeue)
-        state.verify_cursor = 0 if checked >= len(ordered) else (start + checked) % len(ordered)
+            numbers = await self._store.grow(state.id, added, len(requeue))
+            await enqueue_units(self._store, self._queue, state.id, numbers, max_batches=1)
+        cursor = 0 if checked >= len(ordered) else (start + checked) % len(ordered)
         summary: dict[str, Any] = {
             "id": state.id,
             "checked": checked,
@@ -223,6 +212,10 @@ class Verifier:
         }
         if error is not None:
             summary["error"] = error
-        state.last_verify = {"at": now, **summary}
         self._log.event("verify.job", **summary)
-        return summary
+        return summary, cursor
+
+
+def summary_at(summary: dict[str, Any], now: float) -> dict[str, Any]:
+    """A job's verification summary as kept in its state (``lastVerify``)."""
+    return {"at": now, **summary}
