@@ -104,6 +104,20 @@ async def test_author_page_passes_paging_and_language() -> None:
     assert dict(sent.url.params) == {"page": "2", "pageSize": "3", "language": "en"}
 
 
+async def test_an_author_page_is_one_call_whatever_the_names_case() -> None:
+    """The warmer asks "Frank Herbert", the proxy "frank herbert" (its key form): the second is
+    answered from the worker's caches, so warming stays at one ISBNdb call per author."""
+    system = make_system()
+    with mock_isbndb() as isbndb:
+        isbndb.get("/author/Frank%20Herbert").respond(200, json=fixture("author"))
+        first = await get(system, "/author/Frank%20Herbert?page=1&pageSize=50&language=en")
+        second = await get(system, "/author/frank%20%20HERBERT?page=1&pageSize=50&language=en")
+    assert first[0] == second[0] == 200
+    assert second[1]["author"] == "frank  HERBERT"  # echoed as asked
+    assert second[1]["books"] == first[1]["books"]
+    assert len(upstream_calls(isbndb)) == 1
+
+
 async def test_author_defaults_and_clamped_page_size() -> None:
     """Without paging the page is 1 and pageSize MAX_BOOKS_PER_AUTHOR; larger sizes clamp."""
     system = make_system()

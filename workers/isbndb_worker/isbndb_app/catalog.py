@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from bookmeta import Metrics
+from bookmeta import Metrics, normalize_key
 
 from .books import AuthorPage, Book, parse_author_response, parse_book_response, parse_bulk_response
 from .client import IsbndbClient
@@ -63,7 +63,9 @@ class Catalog:
         self, name: str, page: int, page_size: int, language: str | None
     ) -> dict[str, Any]:
         """One page of an author's books; ``hasMore`` when ISBNdb filled the page."""
-        key = (name, page, page_size, language)
+        # Case- and spacing-blind, like the proxy's keys: the warmer asks "Frank Herbert", the
+        # proxy "frank herbert" (its key form); one ISBNdb call serves both.
+        key = (normalize_key(name), page, page_size, language)
         result = self._state.authors.get(key)
         self._metrics.incr("cache.author." + ("hit" if result is not None else "miss"))
         if result is None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bookmeta import KVStore, Log, Metrics
+from bookmeta import KVStore, Log, Metrics, normalize_key
 
 from .books import AuthorPage, Book, parse_book
 from .config import (
@@ -52,8 +52,9 @@ def book_key(isbn13: str) -> str:
 
 
 def author_key(name: str, page: int, page_size: int, language: str | None) -> str:
-    """The KV key of one author page (the exact name and paging, hashed: names may be long)."""
-    raw = json.dumps([name, page, page_size, language or ""], ensure_ascii=False)
+    """The KV key of one author page (the name's ``normalize_key``, so ``Frank Herbert`` and
+    ``frank herbert`` share it, and the paging; hashed: names may be long)."""
+    raw = json.dumps([normalize_key(name), page, page_size, language or ""], ensure_ascii=False)
     return f"{PREFIX}:author:" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
