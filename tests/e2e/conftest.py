@@ -190,6 +190,12 @@ class WorkersSession:
         counts: dict[str, int] = httpx.get(f"{self.fixture}/__calls", timeout=10).json()["counts"]
         return counts
 
+    def upstream_requests(self, provider: str, path_part: str) -> int:
+        """How many requests the fixture upstream got from ``provider`` whose path holds
+        ``path_part`` (counts that background warming of other books cannot disturb)."""
+        requests = httpx.get(f"{self.fixture}/__calls", timeout=10).json()["requests"]
+        return sum(1 for r in requests if r["provider"] == provider and path_part in r["path"])
+
     def scheduled(self, cron: str) -> httpx.Response:
         """Fire one cron tick on the warmer (wrangler dev's trigger endpoint)."""
         return self.client.get(

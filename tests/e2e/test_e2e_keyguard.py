@@ -41,20 +41,22 @@ def test_health_shows_the_key_guards_quota(e2e: WorkersSession) -> None:
 
 
 def test_a_call_to_isbndb_is_counted_once_and_a_hit_not_at_all(e2e: WorkersSession) -> None:
-    """GET /book goes to ISBNdb through one guard slot (public); the repeat is a cache hit."""
+    """GET /book goes to ISBNdb through one guard slot (public); the repeat is a cache hit.
+    (Public counts and this book's requests only: queued warming of other libraries may spend
+    warm slots meanwhile.)"""
     before = _quota(e2e)
-    calls = e2e.upstream_calls()
     first = e2e.isbndb(f"book/{BOOK}")
     assert first.status_code == 200, first.text
     after = _quota(e2e)
-    assert after["used"] == before["used"] + 1
-    assert after["left"] == before["left"] - 1
     assert after["public"]["used"] == before["public"]["used"] + 1
-    assert e2e.upstream_calls().get("isbndb", 0) == calls.get("isbndb", 0) + 1
+    assert after["public"]["left"] == before["public"]["left"] - 1
+    assert after["used"] >= before["used"] + 1
+    assert e2e.upstream_requests("isbndb", f"/book/{BOOK}") == 1
     again = e2e.isbndb(f"book/{BOOK}")
     assert again.status_code == 200, again.text
     assert again.json() == first.json()
-    assert _quota(e2e)["used"] == after["used"]
+    assert _quota(e2e)["public"]["used"] == after["public"]["used"]
+    assert e2e.upstream_requests("isbndb", f"/book/{BOOK}") == 1
 
 
 def test_warming_over_rpc_spends_the_warm_share(e2e: WorkersSession) -> None:
