@@ -90,6 +90,7 @@ VARS = {
         "WARM_MAX_SECONDS",
         "MAX_UPLOAD_BYTES",
         "ISBNDB_DAILY_BUDGET",
+        "KV_DAILY_WRITE_BUDGET",
         "GOOGLE_DAILY_BUDGET",
         "OPEN_LIBRARY_DAILY_BUDGET",
     },

@@ -74,6 +74,30 @@ async def test_the_progress_view_says_the_budget_is_spent() -> None:
     assert "isbndb" in progress["lastRun"]["detail"]
 
 
+async def test_a_library_past_the_kv_write_budget_defers_and_says_so() -> None:
+    """KV_DAILY_WRITE_BUDGET (the Free plan's 1,000 KV writes a day): warming stops at it,
+    names it in the progress view, and finishes on later days instead of failing."""
+    system = make_system(WARM_ISBN_CHUNK="4", KV_DAILY_WRITE_BUDGET="10")
+    with mock_upstreams():
+        _, summary = await upload(system, library("goodreads_24.csv"))
+        job = summary["id"]
+        for _ in range(3):
+            await tick(system)
+        _, blocked = await get_json(system, f"/libraries/{job}")
+        for _day in range(30):
+            system.clock.advance(DAY)
+            for _ in range(3):
+                await tick(system)
+            _, progress = await get_json(system, f"/libraries/{job}")
+            if progress["remaining"] == 0:
+                break
+    assert blocked["remaining"] > 0
+    assert blocked["lastRun"]["stoppedBy"] == "daily_budget"
+    assert "kv_writes" in blocked["lastRun"]["detail"]
+    assert progress["remaining"] == 0
+    assert progress["failed"] == len(UNLISTED_AUTHORS), "deferred, never failed for it"
+
+
 async def test_usage_sums_every_run_record_and_a_legacy_record_in_one_list() -> None:
     """Each run writes records of its own; loading sums them (and the pre-upgrade keys)."""
     clock = FakeClock(0.0)
@@ -97,10 +121,11 @@ async def test_usage_sums_every_run_record_and_a_legacy_record_in_one_list() -> 
     total = await load_usage(kv, "2026-01-01")
     assert total.calls == {"isbndb": 7, "google": 5, "openlibrary": 1}
     assert raw.ops == {"list": 1, "get": 1}, "one list, plus one get for the legacy record"
-    assert total.left({"isbndb": 10, "google": 10, "openlibrary": 10}) == {
+    assert total.left({"isbndb": 10, "google": 10, "openlibrary": 10, "kv_writes": 10}) == {
         "isbndb": 3,
         "google": 5,
         "openlibrary": 9,
+        "kv_writes": 10,
     }
 
 
@@ -137,11 +162,9 @@ async def test_more_usage_records_than_one_list_page_count_as_the_budget_spent()
     for n in range(1001):
         await kv.put(f"usage:2026-01-01:{n:04d}:isbndb=1", "{}", ttl_s=USAGE_TTL_S)
     usage = await load_usage(kv, "2026-01-01")
-    assert usage.left({"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000}) == {
-        "isbndb": 0,
-        "google": 0,
-        "openlibrary": 0,
-    }
+    assert usage.left(
+        {"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000, "kv_writes": 10_000}
+    ) == {"isbndb": 0, "google": 0, "openlibrary": 0, "kv_writes": 0}
 
 
 async def test_a_run_killed_mid_batch_leaves_its_upstream_calls_counted() -> None:

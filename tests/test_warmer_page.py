@@ -255,7 +255,13 @@ async def test_a_library_imported_before_this_version_still_has_a_page() -> None
     system.objects.query(JOBS_NAMESPACE, summary["id"], "UPDATE job SET state = ?", json.dumps(old))
     await system.r2(WARMER, "LIBRARY_DATA").delete(f"libraries/{summary['id']}/import.json")
     _, _, page = await get_page(system, summary["id"])
-    assert list(bars(page)) == ["Books and authors", "ISBNdb", "Google Books", "Open Library"]
+    assert list(bars(page)) == [
+        "Books and authors",
+        "ISBNdb",
+        "Google Books",
+        "Open Library",
+        "KV",
+    ]
     assert "Not recorded: this library was imported before import reports were kept." in page
 
 

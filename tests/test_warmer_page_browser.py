@@ -200,7 +200,7 @@ async def test_a_library_waiting_for_its_budget_in_chromium(tmp_path: Path) -> N
     assert seen["eta"] == "tomorrow after 00:00 UTC, when the daily budgets reset"
     budgets = {label.strip(): (value, top) for label, value, top in seen["bars"][1:]}
     assert set(budgets) == {"ISBNdb calls today", "Google Books calls today",
-                            "Open Library calls today"}  # fmt: skip
+                            "Open Library calls today", "KV writes today"}  # fmt: skip
     assert budgets["ISBNdb calls today"][1] == 4
     assert seen["budget_text"] == "4 of 4 calls used today (100%): spent until 00:00 UTC"
 

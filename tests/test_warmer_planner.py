@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from warmer_app.planner import StopReason, UnitKind, build_units, plan_batch
 
-LOTS = {"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000}
+LOTS = {"isbndb": 10_000, "google": 10_000, "openlibrary": 10_000, "kv_writes": 10_000}
 
 
 def test_units_are_isbn_chunks_then_one_per_author() -> None:
@@ -38,4 +38,9 @@ def test_google_estimate_of_an_isbn_chunk_is_capped_like_the_proxy() -> None:
     from warmer_app.planner import upstream_estimate
 
     (chunk,) = build_units([str(i) for i in range(100)], [], chunk_size=100)
-    assert upstream_estimate(chunk) == {"isbndb": 1, "openlibrary": 2, "google": 20}
+    assert upstream_estimate(chunk) == {
+        "isbndb": 1,
+        "openlibrary": 2,
+        "google": 20,
+        "kv_writes": 200,
+    }

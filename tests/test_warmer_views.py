@@ -83,9 +83,11 @@ def test_per_kind_bars_need_counts_and_a_zero_kind_has_no_bar() -> None:
 
 def test_budget_bars_say_when_a_budget_is_spent_or_absent() -> None:
     """Spent: until midnight UTC. Zero budget: warming never calls that provider."""
-    isbndb, google, openlibrary = budget_bars(
-        {"isbndb": 12, "google": 1}, {"isbndb": 10, "google": 5000, "openlibrary": 0}
+    isbndb, google, openlibrary, kv_writes = budget_bars(
+        {"isbndb": 12, "google": 1, "kv_writes": 9},
+        {"isbndb": 10, "google": 5000, "openlibrary": 0, "kv_writes": 900},
     )
+    assert kv_writes.text == "9 of 900 writes used today (1.0%)"
     assert (isbndb.value, isbndb.text) == (
         10,
         "12 of 10 calls used today (120%): spent until 00:00 UTC",

@@ -33,7 +33,9 @@ from bookmeta import (
 )
 
 T = TypeVar("T")
-PROVIDERS = ("isbndb", "google", "openlibrary")
+# The daily budgets: three providers' calls, and the KV writes warming causes (the Free plan
+# allows 1,000 KV writes a day per account: the proxy's cache entries, the isbndb worker's).
+PROVIDERS = ("isbndb", "google", "openlibrary", "kv_writes")
 USAGE_TTL_S = 3 * 86400
 MAX_USAGE_RECORDS = 1000  # one KV list page
 

@@ -18,10 +18,16 @@ class DailyBudgets:
     isbndb: int = 1000
     google: int = 800
     openlibrary: int = 5000
+    kv_writes: int = 900  # KV_DAILY_WRITE_BUDGET: under the Free plan's 1,000 a day
 
     def as_dict(self) -> dict[str, int]:
-        """Provider name -> calls per day."""
-        return {"isbndb": self.isbndb, "google": self.google, "openlibrary": self.openlibrary}
+        """Budget name -> calls (or KV writes) per day."""
+        return {
+            "isbndb": self.isbndb,
+            "google": self.google,
+            "openlibrary": self.openlibrary,
+            "kv_writes": self.kv_writes,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,5 +56,6 @@ class Settings:
                 isbndb=int_var(env, "ISBNDB_DAILY_BUDGET", 1000, minimum=0),
                 google=int_var(env, "GOOGLE_DAILY_BUDGET", 800, minimum=0),
                 openlibrary=int_var(env, "OPEN_LIBRARY_DAILY_BUDGET", 5000, minimum=0),
+                kv_writes=int_var(env, "KV_DAILY_WRITE_BUDGET", 900, minimum=0),
             ),
         )

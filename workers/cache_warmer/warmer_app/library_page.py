@@ -102,7 +102,13 @@ def _contents(view: LibraryView) -> str:
 
 def _budgets(view: LibraryView) -> str:
     bars = "".join(
-        bar(b, dom_id=f"budget-{b.key}", context="calls today", budget=True) for b in view.budgets
+        bar(
+            b,
+            dom_id=f"budget-{b.key}",
+            context="writes today" if b.key == "kv_writes" else "calls today",
+            budget=True,
+        )
+        for b in view.budgets
     )
     return f'<p class="muted">{e(view.budget_note)} Day: {e(view.budget_day)}.</p>{bars}'
 

@@ -83,6 +83,9 @@ def build_units(isbns: Sequence[str], authors: Iterable[str], *, chunk_size: int
 PROXY_GOOGLE_PER_CALL = 20
 
 
+KV_WRITES_PER_ITEM = 2  # the proxy's cache entry + the isbndb worker's shared copy
+
+
 def upstream_estimate(unit: Unit) -> dict[str, int]:
     """Worst-case upstream calls for ``unit``, per provider.
 
@@ -91,6 +94,10 @@ def upstream_estimate(unit: Unit) -> dict[str, int]:
     twice at worst (direct, then through the proxy's author search when the isbndb worker's
     LRU does not answer it), Google and Open Library once each (``inauthor:`` searches are
     never retried as title searches).
+
+    ``kv_writes``: the KV writes warming the unit causes at worst: per ISBN, the proxy's cache
+    entry and the isbndb worker's shared copy of the book; per author, the proxy's search entry
+    and the isbndb worker's author page.
     """
     if unit.kind is UnitKind.ISBNS:
         n = len(unit.items)
@@ -98,13 +105,14 @@ def upstream_estimate(unit: Unit) -> dict[str, int]:
             "isbndb": math.ceil(n / ISBNDB_BULK_MAX),
             "openlibrary": math.ceil(n / OPEN_LIBRARY_BATCH_MAX),
             "google": min(n, PROXY_GOOGLE_PER_CALL),
+            "kv_writes": KV_WRITES_PER_ITEM * n,
         }
-    return {"isbndb": 2, "google": 1, "openlibrary": 1}
+    return {"isbndb": 2, "google": 1, "openlibrary": 1, "kv_writes": KV_WRITES_PER_ITEM}
 
 
 def total_estimate(units: Iterable[Unit]) -> dict[str, int]:
     """Summed worst-case upstream calls of ``units``."""
-    out = {"isbndb": 0, "google": 0, "openlibrary": 0}
+    out = {"isbndb": 0, "google": 0, "openlibrary": 0, "kv_writes": 0}
     for unit in units:
         for provider, n in upstream_estimate(unit).items():
             out[provider] += n

@@ -35,7 +35,7 @@ from bookmeta import (
 from .attempts import Attempt
 from .budget import BudgetExhausted
 from .config import Settings
-from .planner import Unit, UnitKind
+from .planner import KV_WRITES_PER_ITEM, Unit, UnitKind
 
 PROXY_URL = "https://books-api-proxy.internal"
 ISBNDB_URL = "https://isbndb-worker.internal"
@@ -137,6 +137,8 @@ def warm_attempt(sent: Sequence[str], result: Any) -> Attempt:
         return Attempt.refused(sent, reason)
     calls = result.get("upstreamCalls", {})
     attempt = Attempt(upstream={str(k): int(v) for k, v in calls.items()})
+    stored = len(result.get("warmed", [])) + len(result.get("notFound", []))
+    attempt.upstream["kv_writes"] = KV_WRITES_PER_ITEM * stored
     for isbn in [*result.get("warmed", []), *result.get("alreadyCached", [])]:
         if str(isbn) not in attempt.done:
             attempt.done.append(str(isbn))

@@ -32,7 +32,12 @@ from .budget import PROVIDERS
 from .jobs import CRON_INTERVAL_S
 from .verify import utc_day
 
-PROVIDER_NAMES = {"isbndb": "ISBNdb", "google": "Google Books", "openlibrary": "Open Library"}
+PROVIDER_NAMES = {
+    "isbndb": "ISBNdb",
+    "google": "Google Books",
+    "openlibrary": "Open Library",
+    "kv_writes": "KV",
+}
 FORMAT_NAMES = {
     "goodreads": "Goodreads",
     "storygraph": "StoryGraph",
@@ -296,7 +301,8 @@ def budget_bars(calls: Mapping[str, int], budgets: Mapping[str, int]) -> tuple[B
         if budget <= 0:
             bars.append(Bar(provider, name, 0, 0, "no budget: warming does not call it"))
             continue
-        text = f"{used:,} of {budget:,} calls used today ({_percent(used, budget)})"
+        unit = "writes" if provider == "kv_writes" else "calls"
+        text = f"{used:,} of {budget:,} {unit} used today ({_percent(used, budget)})"
         if used >= budget:
             text += ": spent until 00:00 UTC"
         bars.append(Bar(provider, name, min(used, budget), budget, text))
