@@ -315,6 +315,24 @@ async def test_health_and_metrics() -> None:
     assert metrics["counters"]["upstream.google.calls"] == 1
 
 
+async def test_health_reads_the_google_key_once_a_minute() -> None:
+    """/health and misses reuse the Google key for 60 s instead of reading the store each time."""
+    system = make_system(secrets={"ISBNDB_API_KEY": "k", "GOOGLE_BOOKS_API_KEY": "gkey"})
+    secret = system.envs[WORKER].GOOGLE_BOOKS_API_KEY
+    for _ in range(3):
+        _, health, _ = await get(system, "/health")
+        assert health["googleKeyConfigured"] is True
+    with mocked() as up:
+        await get(system, f"/search/auto?q={DUNE}")
+    assert up.calls("google")[0].url.params["key"] == "gkey"
+    assert secret.reads == 1
+    system.clock.advance(60.0)
+    secret.value = None
+    _, health, _ = await get(system, "/health")
+    assert health["googleKeyConfigured"] is False
+    assert secret.reads == 2
+
+
 async def test_metrics_report_latency_per_provider_and_binding() -> None:
     """After a search, /metrics has latency for each provider and the ISBNDB_WORKER binding."""
     system = make_system()

@@ -9,6 +9,7 @@ from ._cache import CacheEntry, KeyStatus, Lookup, TwoTierCache
 from ._clock import Clock, FakeClock, Sleep
 from ._env import (
     Clocks,
+    SecretCache,
     Service,
     SettingsCache,
     WorkerEnv,
@@ -105,6 +106,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "Router",
+    "SecretCache",
     "Service",
     "SettingsCache",
     "SingleFlight",

@@ -122,7 +122,7 @@ class App:
         )
 
     async def _google_key(self) -> str | None:
-        return await self.env.secret("GOOGLE_BOOKS_API_KEY")
+        return await self.isolate.secrets.get(self.env, "GOOGLE_BOOKS_API_KEY")
 
     # -- HTTP ----------------------------------------------------------------------------
 
