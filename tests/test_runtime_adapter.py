@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from workers import JsDict
 from workers import Request as RuntimeRequest
 
@@ -33,6 +34,26 @@ def test_null_body_statuses_send_no_body() -> None:
 
     resp = to_runtime_response(Response(204, b"", {"x": "y"}))
     assert resp.status == 204
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ('{"q":"Solaris, Stanisław Lem"}'.encode(), {"content-type": "application/json"}),
+        (b"\xff\xfe binary", {"Content-Type": "application/octet-stream"}),
+        (b"no type", {"x-a": "1"}),
+        (b"", {"content-type": "text/csv"}),
+    ],
+    ids=["utf8-json", "not-utf8", "no-content-type", "empty"],
+)
+async def test_response_keeps_body_and_headers(body: bytes, headers: dict[str, str]) -> None:
+    """Text or bytes across the boundary, the runtime sees the same body and headers (a body
+    without a content-type never gets one added)."""
+    from bookmeta import Response
+
+    resp = to_runtime_response(Response(200, body, dict(headers)))
+    assert await resp.bytes() == body
+    assert dict(resp.headers) == {k.lower(): v for k, v in headers.items()}
 
 
 async def test_secret_from_store_or_plain_string() -> None:
@@ -82,3 +103,20 @@ def test_to_python_unwraps_rpc_values() -> None:
     assert got == {"a": [{"b": b"x"}]}
     assert type(got) is dict
     assert type(got["a"][0]) is dict
+
+
+def test_absent_modules_fail_fast_and_present_ones_stay() -> None:
+    """mark_absent blocks only modules that cannot be found; their import then fails at once."""
+    import sys
+
+    from bookmeta.runtime import mark_absent
+
+    missing = "bookmeta_no_such_module_for_this_test"
+    try:
+        assert mark_absent([missing, "json"]) == [missing]
+        assert sys.modules[missing] is None
+        with pytest.raises(ImportError):
+            __import__(missing)
+        assert sys.modules["json"] is not None
+    finally:
+        sys.modules.pop(missing, None)

@@ -7,9 +7,12 @@ Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) s
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+import sys
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from workers import Response as RuntimeResponse
@@ -22,6 +25,25 @@ from ._stores import Blob, BlobListing, KVEntry, KVListing
 log = logging.getLogger("bookmeta.runtime")
 
 _NO_BODY_STATUSES = frozenset({101, 204, 205, 304})
+# httpcore runs `import sniffio` each time it makes a lock or a connection (about 16 times per
+# merged miss) to pick its async library; sniffio is not vendored, and a failed import searches
+# the whole sys.path again every time (several ms of CPU per miss on workerd).
+_ABSENT_ON_HOT_PATHS = ("sniffio",)
+
+
+def mark_absent(names: Iterable[str]) -> list[str]:
+    """Record modules that cannot be imported as absent (None in ``sys.modules``), so each later
+    ``import`` of them fails at once instead of searching ``sys.path`` again. Returns the names
+    marked; an importable module is left alone. Module search only: no I/O beyond it."""
+    marked = []
+    for name in names:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]  # the documented import block
+            marked.append(name)
+    return marked
+
+
+mark_absent(_ABSENT_ON_HOT_PATHS)
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -59,10 +81,18 @@ async def read_request(request: Any) -> Request:
 
 
 def to_runtime_response(response: Response) -> Any:
-    """A `workers.Response` for our `Response`."""
-    body: bytes | None = response.body
+    """A `workers.Response` for our `Response`.
+
+    A UTF-8 body that says its content-type crosses as text: the runtime takes a string in
+    one conversion, while bytes cost a buffer proxy per response (several times as much in
+    workerd). Other bodies cross as bytes, so the runtime never adds a content-type.
+    """
+    body: str | bytes | None = response.body
     if response.status in _NO_BODY_STATUSES:
         body = None
+    elif any(name.lower() == "content-type" for name in response.headers):
+        with contextlib.suppress(UnicodeDecodeError):
+            body = response.body.decode("utf-8")
     return RuntimeResponse(body, status=response.status, headers=dict(response.headers))
 
 
