@@ -17,6 +17,13 @@ from typing import Any
 
 from workers import Response as RuntimeResponse
 
+try:  # on workerd: build the JS Response in one conversion (the SDK converts header by header)
+    from js import Object as _JsObject
+    from js import Response as _JsResponse
+    from pyodide.ffi import to_js as _to_js
+except ImportError:  # CPython (tests): the SDK's Response, which the harness stub models
+    _JsResponse = None
+
 from ._env import Clocks, current_clocks
 from ._errors import UpstreamError
 from ._http import Request, Response
@@ -73,15 +80,24 @@ def _headers(raw: Any) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in items}
 
 
+def _request_headers(request: Any) -> dict[str, str]:
+    """Lower-case headers of a runtime request; on workerd straight from the JS Headers in one
+    conversion (the SDK's ``request.headers`` builds an email.message first)."""
+    js_object = getattr(request, "js_object", None)
+    if js_object is None or _JsResponse is None:
+        return _headers(request.headers)
+    return _headers(_JsObject.fromEntries(js_object.headers).to_py())
+
+
 async def read_request(request: Any) -> Request:
     """The runtime request as a `Request` (body fully read)."""
     method = str(request.method).upper()
     body = b"" if method in ("GET", "HEAD", "OPTIONS") else bytes(await request.bytes())
-    return Request(method, str(request.url), _headers(request.headers), body)
+    return Request(method, str(request.url), _request_headers(request), body)
 
 
 def to_runtime_response(response: Response) -> Any:
-    """A `workers.Response` for our `Response`.
+    """The runtime's Response for our `Response` (a `workers.Response` outside workerd).
 
     A UTF-8 body that says its content-type crosses as text: the runtime takes a string in
     one conversion, while bytes cost a buffer proxy per response (several times as much in
@@ -93,7 +109,13 @@ def to_runtime_response(response: Response) -> Any:
     elif any(name.lower() == "content-type" for name in response.headers):
         with contextlib.suppress(UnicodeDecodeError):
             body = response.body.decode("utf-8")
-    return RuntimeResponse(body, status=response.status, headers=dict(response.headers))
+    headers = dict(response.headers)
+    if _JsResponse is None:
+        return RuntimeResponse(body, status=response.status, headers=headers)
+    init = _to_js(
+        {"status": response.status, "headers": headers}, dict_converter=_JsObject.fromEntries
+    )
+    return _JsResponse.new(_to_js(body) if isinstance(body, bytes) else body, init)
 
 
 class KVBinding:
