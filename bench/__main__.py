@@ -78,9 +78,10 @@ def _print_workerd(w: dict[str, Any]) -> None:
         print(_row(name, f["p50_ms"], f["p99_ms"], f.get("floor", ""), f.get("p50_ratio", ""),
                    f.get("p99_ratio", "")))  # fmt: skip
     t = w["throughput"]
-    print(f"-- {t['clients']} clients, {t['seconds']} s x {len(t['rounds_rps']['ours'])} rounds: "
+    print(f"-- {t['clients']} clients, A-B-B-A runs of {t['seconds_per_run']} s per round: "
           f"ISBN hits {t['isbn_hit_rps']} req/s, KV floor {t['floor_kv_rps']} req/s, "
-          f"ratio {t['ratio']}; session CPU ms/request {t['cpu_ms_per_request']}")  # fmt: skip
+          f"ratio {t['ratio']} (rounds {t['round_ratios']}); session CPU ms/request "
+          f"{t['session_cpu_ms_per_request']}")  # fmt: skip
     m = w["merged_miss"]
     print(f"-- merged miss (3 providers): p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, "
           f"session CPU {m['session_cpu_ms_per_miss']} ms per miss")  # fmt: skip

@@ -53,7 +53,7 @@ ROUNDS = 3
 LATENCY_REQUESTS = 150  # per target and round
 WARMUP_REQUESTS = 15
 CLIENTS = 8
-THROUGHPUT_S = 4.0
+THROUGHPUT_S = 2.0  # per run; four runs (A-B-B-A) per round
 MISSES = 8
 STARTUP_RUNS = 3
 IMPORT_TOP = 15  # modules listed by own import time
@@ -88,10 +88,11 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _session_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) of every process in the session's process group."""
+def _session_cpu(pgid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the session's processes (its process group), by name:
+    ``workerd`` and the rest (wrangler's node, its shell wrapper)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    out = {"workerd": 0.0, "wrangler": 0.0}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -99,10 +100,17 @@ def _session_cpu_s(pgid: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+            name = "workerd" if comm.startswith("workerd") else "wrangler"
+            out[name] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def _session_cpu_s(pgid: int) -> float:
+    """CPU seconds of every process in the session's process group."""
+    return sum(_session_cpu(pgid).values())
 
 
 @dataclass
@@ -137,7 +145,7 @@ def _interleaved(client: httpx.Client, targets: list[Target], n: int) -> None:
                 target.samples.append(elapsed)
 
 
-async def _throughput(url: str, seconds: float, pgid: int) -> dict[str, float]:
+async def _throughput(url: str, seconds: float, pgid: int) -> dict[str, Any]:
     """Requests per second from CLIENTS concurrent clients, and session CPU per request."""
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S) as client:
@@ -155,15 +163,13 @@ async def _throughput(url: str, seconds: float, pgid: int) -> dict[str, float]:
                 else:
                     failed += 1
 
-        cpu0, t0 = _session_cpu_s(pgid), time.perf_counter()
+        cpu0, t0 = _session_cpu(pgid), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-        wall, cpu = time.perf_counter() - t0, _session_cpu_s(pgid) - cpu0
+        wall, cpu1 = time.perf_counter() - t0, _session_cpu(pgid)
     if failed:
         raise AssertionError(f"{failed} of {done + failed} requests failed on {url}")
-    return {
-        "rps": round(done / wall, 1),
-        "cpu_ms_per_request": round(cpu * 1000.0 / max(done, 1), 2),
-    }
+    per = {k: (cpu1[k] - cpu0[k]) * 1000.0 / max(done, 1) for k in cpu0}
+    return {"rps": done / wall, "cpu_ms": per}
 
 
 def _ratio(ours: float, floor: float) -> float | None:
@@ -351,15 +357,23 @@ def _latency_and_throughput(setup: Setup) -> dict[str, Any]:
             Target("isbn_hit", ours, isbn_path, [], _hit_check("kv")),
             Target("author_hit", ours, author_path, [], _hit_check("kv")),
         ]
-        rounds: dict[str, list[float]] = {"floor_kv": [], "ours": []}
-        cpu: dict[str, list[float]] = {"floor_kv": [], "ours": []}
-        pairs = [("floor_kv", kv, "/isbn"), ("ours", ours, isbn_path)]
-        for round_ in range(ROUNDS):
+        runs: dict[str, list[dict[str, Any]]] = {"floor_kv": [], "ours": []}
+        ratios: list[float] = []
+        for _ in range(ROUNDS):
             _interleaved(client, targets, LATENCY_REQUESTS)
-            for name, session, path in pairs if round_ % 2 == 0 else pairs[::-1]:
-                got = asyncio.run(_throughput(session.base + path, THROUGHPUT_S, session.proc.pid))
-                rounds[name].append(got["rps"])
-                cpu[name].append(got["cpu_ms_per_request"])
+            # A-B-B-A: a drift of the machine's load during the round weighs on both alike.
+            got = {name: [] for name in runs}
+            for name, session, path in (
+                ("floor_kv", kv, "/isbn"),
+                ("ours", ours, isbn_path),
+                ("ours", ours, isbn_path),
+                ("floor_kv", kv, "/isbn"),
+            ):
+                run = asyncio.run(_throughput(session.base + path, THROUGHPUT_S, session.proc.pid))
+                got[name].append(run)
+                runs[name].append(run)
+            ours_rps = sum(r["rps"] for r in got["ours"])
+            ratios.append(ours_rps / sum(r["rps"] for r in got["floor_kv"]))
     lat = {t.name: _summary(t.samples) for t in targets}
     floors = {
         "health": "floor_constant",
@@ -376,15 +390,20 @@ def _latency_and_throughput(setup: Setup) -> dict[str, Any]:
         for name, t in (("floor_constant", constant.timing), ("floor_kv", kv.timing),
                         ("ours_three_workers", ours.timing))
     }  # fmt: skip
-    rps = {k: statistics.median(v) for k, v in rounds.items()}
     out["throughput"] = {
         "clients": CLIENTS,
-        "seconds": THROUGHPUT_S,
-        "floor_kv_rps": rps["floor_kv"],
-        "isbn_hit_rps": rps["ours"],
-        "ratio": _ratio(rps["ours"], rps["floor_kv"]),
-        "rounds_rps": rounds,
-        "cpu_ms_per_request": {k: statistics.median(v) for k, v in cpu.items()},
+        "seconds_per_run": THROUGHPUT_S,
+        "floor_kv_rps": round(statistics.median(r["rps"] for r in runs["floor_kv"]), 1),
+        "isbn_hit_rps": round(statistics.median(r["rps"] for r in runs["ours"]), 1),
+        "ratio": round(statistics.median(ratios), 2),
+        "round_ratios": [round(r, 2) for r in ratios],
+        "session_cpu_ms_per_request": {
+            name: {
+                part: round(statistics.median(r["cpu_ms"][part] for r in got), 2)
+                for part in ("workerd", "wrangler")
+            }
+            for name, got in runs.items()
+        },
     }
     out["merged_miss"] = {
         **_summary(miss_samples),
@@ -420,27 +439,34 @@ def _startup(setup: Setup) -> dict[str, Any]:
 
 
 def _profile(setup: Setup, *, cprofile: bool) -> dict[str, Any]:
-    """Where an ISBN hit's and /health's time goes inside workerd (bench/profile_proxy)."""
-    isbn, _, _ = _queries(setup.books)
-    path = f"/search/auto?q={isbn}&maxResults=1"
+    """Where /health's and the hits' time goes inside workerd (bench/profile_proxy)."""
+    from bookmeta import classify, isbn_key, search_key
+
+    isbn, author, _ = _queries(setup.books)
+    kind = classify(author).kind.value
+    targets = {
+        "health": ("/health", ""),
+        "isbn_hit": (f"/search/auto?q={isbn}&maxResults=1", isbn_key(isbn)),
+        "author_hit": (
+            f"/search/auto?q={quote(author)}&maxResults=40&includeTranslations=false",
+            search_key(kind, author, max_results=40, lang="en", translations=False),
+        ),
+    }
     configs = [_profile_config(setup), setup.prepared.config("isbndb_worker")]
     session = _session(setup, configs, "profile", ours=True, ready_path="/health")
     out: dict[str, Any] = {}
-    from bookmeta import isbn_key
-
     with _running(session), httpx.Client(timeout=120) as client:
-        client.get(session.base + path)
-        for name, target in (("health", "/health"), ("isbn_hit", path)):
-            params = {"path": target, "n": "200", "key": isbn_key(isbn)}
+        for name, (path, key) in targets.items():
+            client.get(session.base + path)  # a miss that stores it (hits afterwards)
+            params = {"path": path, "n": "200", "key": key or isbn_key(isbn)}
             resp = client.get(f"{session.base}/__profile/stages", params=params)
             if resp.status_code != 200:
                 raise AssertionError(f"profile of {name}: {resp.status_code} {resp.text[:2000]}")
             out[name] = resp.json()
-        if cprofile:
-            params = {"path": path, "n": "200", "top": "30"}
-            out["cprofile_isbn_hit"] = client.get(
-                f"{session.base}/__profile/cprofile", params=params
-            ).json()
+            if cprofile and key:
+                params = {"path": path, "n": "200", "top": "30"}
+                got = client.get(f"{session.base}/__profile/cprofile", params=params)
+                out[f"cprofile_{name}"] = got.json()
     return out
 
 
