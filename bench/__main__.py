@@ -89,10 +89,12 @@ def _print_workerd(w: dict[str, Any]) -> None:
         print(f"-- session start, {name}: listening {f['listening_s']} s, "
               f"first answer {f['first_answer_s']} s")  # fmt: skip
     if "startup" in w:
-        print("-- start-up, each alone (median of runs): launch to listening / to first answer")
-        print(_row("worker", "listening s", "answer s", "ratio"))
+        print("-- start-up, each alone (medians of runs; ratios per run to the constant worker): "
+              "launch to listening, to first answer; session CPU until then")  # fmt: skip
+        print(_row("worker", "listening s", "answer s", "ratio", "CPU s", "CPU ratio"))
         for name, f in w["startup"].items():
-            print(_row(name, f["listening_s"], f["first_answer_s"], f.get("ratio", "")))
+            print(_row(name, f["listening_s"], f["first_answer_s"], f.get("ratio", ""),
+                       f["cpu_s"], f.get("cpu_ratio", "")))  # fmt: skip
         imp = w["imports"]
         print(f"-- imports inside workerd (clock resolution {imp['clock_resolution_ms']} ms): "
               f"steps {imp['steps_ms']}; {imp['modules']} modules; slowest own times "

@@ -55,7 +55,7 @@ WARMUP_REQUESTS = 15
 CLIENTS = 8
 THROUGHPUT_S = 2.0  # per run; four runs (A-B-B-A) per round
 MISSES = 8
-STARTUP_RUNS = 3
+STARTUP_RUNS = 5
 IMPORT_TOP = 15  # modules listed by own import time
 TIMEOUT_S = 60.0
 TOKEN = "bench-admin-token"
@@ -132,7 +132,9 @@ def _interleaved(client: httpx.Client, targets: list[Target], n: int) -> None:
     """n timed requests per target (after a warm-up), one target after the other in turn, so
     that a load spike of the machine falls on every target alike."""
     for i in range(WARMUP_REQUESTS + n):
-        for target in targets:
+        # Each pass starts one target later: no target always follows the same one (a request
+        # right after another to the same process runs on a warmer process).
+        for target in targets[i % len(targets) :] + targets[: i % len(targets)]:
             started = time.perf_counter()
             resp = client.get(target.url)
             body = resp.content
@@ -413,28 +415,34 @@ def _latency_and_throughput(setup: Setup) -> dict[str, Any]:
 
 
 def _startup(setup: Setup) -> dict[str, Any]:
-    """Launch to listening and to the first answer: each worker alone vs the constant worker."""
+    """Launch to listening and to the first answer, and the session's CPU until then: each
+    worker alone vs the constant worker, in turn within each run; ratios per run, then the
+    median (a launch takes seconds of CPU: one busy moment of the machine skews one sample)."""
     cases: list[tuple[str, list[Path], bool, str]] = [
         ("floor_constant", [_floor_config(setup, "constant")], False, "/"),
         *[(w, [setup.prepared.config(w)], True, "/health") for w in OURS],
     ]
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"listening_s": [], "first_answer_s": []} for name, *_ in cases
+        name: {"listening_s": [], "first_answer_s": [], "cpu_s": []} for name, *_ in cases
     }
     for run in range(STARTUP_RUNS):
         for name, configs, ours, ready in cases:
             session = _session(setup, configs, f"start-{name}-{run}", ours=ours, ready_path=ready)
             with _running(session):
                 timing = session.timing
+                cpu = _session_cpu_s(session.proc.pid)
             samples[name]["listening_s"].append(timing.listening_s)
             samples[name]["first_answer_s"].append(timing.ready_s)
+            samples[name]["cpu_s"].append(cpu)
     out: dict[str, Any] = {}
+    floor = samples["floor_constant"]
     for name, got in samples.items():
         out[name] = {k: round(statistics.median(v), 2) for k, v in got.items()}
         out[name]["runs_first_answer_s"] = [round(v, 2) for v in got["first_answer_s"]]
-    floor = out["floor_constant"]["first_answer_s"]
-    for name in OURS:
-        out[name]["ratio"] = _ratio(out[name]["first_answer_s"], floor)
+        if name != "floor_constant":
+            for key, label in (("first_answer_s", "ratio"), ("cpu_s", "cpu_ratio")):
+                ratios = [o / f for o, f in zip(got[key], floor[key], strict=True) if f > 0]
+                out[name][label] = round(statistics.median(ratios), 2) if ratios else None
     return out
 
 
