@@ -23,11 +23,12 @@ from urllib.parse import parse_qs, urlsplit
 import js
 from pyodide.ffi import to_js
 from workers import Request as RuntimeRequest
-from workers import Response, WorkerEntrypoint
+from workers import Response, WorkerEntrypoint, _EnvWrapper
 
 from bookmeta import Log, json_response, serve
 from bookmeta.runtime import RuntimeEnv, read_request, to_runtime_response
 from proxy_app import Isolate, build_app
+from proxy_app.config import VAR_NAMES
 
 _ISOLATE = Isolate()
 _JSON = {"content-type": "application/json"}
@@ -113,6 +114,18 @@ class Default(WorkerEntrypoint):
         timed("request.headers", lambda: req.headers)
         timed("RuntimeEnv+var", lambda: RuntimeEnv(self.env, self.ctx).var("CACHE_HOT_TTL", ""))
         timed("env.CACHE (wrapper)", lambda: self.env.CACHE)
+        # Each request gets a new env wrapper from the runtime (attribute look-ups are cached on
+        # it only for that request): what reaching the bindings and vars costs then.
+        raw_env = self.env._env
+        bindings = ("CACHE", "API_CACHE_COLD", "ISBNDB_WORKER")
+        timed("fresh env: 3 bindings", lambda: [getattr(_EnvWrapper(raw_env), b) for b in bindings])
+        timed(
+            "fresh env: 9 vars", lambda: [getattr(_EnvWrapper(raw_env), v, None) for v in VAR_NAMES]
+        )
+        timed(
+            "fresh env: build_app",
+            lambda: build_app(RuntimeEnv(_EnvWrapper(raw_env), self.ctx), _ISOLATE),
+        )
         env = RuntimeEnv(self.env, self.ctx)
         timed("isolate.settings", lambda: _ISOLATE.settings(env))
         timed("uuid4", lambda: uuid.uuid4().hex)
