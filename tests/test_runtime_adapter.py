@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from workers import JsDict
 from workers import Request as RuntimeRequest
@@ -120,3 +122,27 @@ def test_absent_modules_fail_fast_and_present_ones_stay() -> None:
         assert sys.modules["json"] is not None
     finally:
         sys.modules.pop(missing, None)
+
+
+def test_env_memo_looks_each_binding_and_var_up_once_per_isolate() -> None:
+    """With an EnvMemo, later requests' RuntimeEnvs reuse the first look-up (absent ones too)."""
+    from bookmeta.runtime import EnvMemo
+
+    looked_up: list[str] = []
+
+    class CountingEnv(FakeEnv):
+        def __getattribute__(self, name: str) -> Any:
+            if name.isupper():
+                looked_up.append(name)
+            return super().__getattribute__(name)
+
+    kv = FakeKV(clock=FakeClock(0.0))
+    memo = EnvMemo()
+    for _ in range(3):  # three requests, each with a new env wrapper from the runtime
+        env = RuntimeEnv(CountingEnv({"CACHE": kv, "TTL": "60"}), FakeContext(), memo=memo)
+        assert env.var("TTL", "1") == "60"
+        assert env.var("MISSING", "d") == "d"
+        binding = env.kv("CACHE")
+        assert binding is not None
+        assert binding._raw is kv
+    assert sorted(looked_up) == ["CACHE", "MISSING", "TTL"]

@@ -26,11 +26,12 @@ from workers import Request as RuntimeRequest
 from workers import Response, WorkerEntrypoint, _EnvWrapper
 
 from bookmeta import Log, json_response, serve
-from bookmeta.runtime import RuntimeEnv, read_request, to_runtime_response
+from bookmeta.runtime import EnvMemo, RuntimeEnv, read_request, to_runtime_response
 from proxy_app import Isolate, build_app
 from proxy_app.config import VAR_NAMES
 
 _ISOLATE = Isolate()
+_ENV = EnvMemo()  # as the proxy's entry module
 _JSON = {"content-type": "application/json"}
 
 
@@ -57,7 +58,7 @@ class _MemoryKVEnv(RuntimeEnv):
 
 class Default(WorkerEntrypoint):
     def _app(self):
-        return build_app(RuntimeEnv(self.env, self.ctx), _ISOLATE)
+        return build_app(RuntimeEnv(self.env, self.ctx, memo=_ENV), _ISOLATE)
 
     async def fetch(self, request):
         url = urlsplit(request.url)
@@ -125,6 +126,10 @@ class Default(WorkerEntrypoint):
         timed(
             "fresh env: build_app",
             lambda: build_app(RuntimeEnv(_EnvWrapper(raw_env), self.ctx), _ISOLATE),
+        )
+        timed(
+            "fresh env: build_app, EnvMemo",
+            lambda: build_app(RuntimeEnv(_EnvWrapper(raw_env), self.ctx, memo=_ENV), _ISOLATE),
         )
         env = RuntimeEnv(self.env, self.ctx)
         timed("isolate.settings", lambda: _ISOLATE.settings(env))

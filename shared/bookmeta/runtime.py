@@ -254,15 +254,42 @@ class ServiceBinding:
         return to_python(result)
 
 
-class RuntimeEnv:
-    """`WorkerEnv` over the runtime's ``env`` and ``ctx``."""
+class EnvMemo:
+    """An isolate's bindings and vars, each looked up once.
 
-    def __init__(self, env: Any, ctx: Any, *, clocks: Clocks | None = None) -> None:
+    They do not change while the isolate lives, but the runtime hands every request a new
+    wrapper of ``env``, and a look-up through it probes the binding's type each time (about
+    a dozen calls into JS for a KV namespace). An entry module keeps one per isolate and
+    passes it to each request's `RuntimeEnv`.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def lookup(self, env: Any, name: str) -> Any:
+        """``env.<name>`` (None when absent), from the first request that asked."""
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = getattr(env, name, None)
+            return value
+
+
+class RuntimeEnv:
+    """`WorkerEnv` over the runtime's ``env`` and ``ctx`` (bindings and vars through ``memo``,
+    when given: looked up once per isolate)."""
+
+    def __init__(
+        self, env: Any, ctx: Any, *, clocks: Clocks | None = None, memo: EnvMemo | None = None
+    ) -> None:
         self._env = env
         self._ctx = ctx
+        self._memo = memo
         self.clocks = clocks or current_clocks()
 
     def _binding(self, name: str) -> Any:
+        if self._memo is not None:
+            return self._memo.lookup(self._env, name)
         return getattr(self._env, name, None)
 
     def var(self, name: str, default: str) -> str:
