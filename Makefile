@@ -31,9 +31,13 @@ lint: $(VENV_STAMP)
 	$(UV) run --frozen mypy
 
 # Figures for README's "Performance and cost": printed, and written to bench/results.json.
+# make bench [WORKERD_ONLY=1] [NO_WORKERD=1] [PROFILE=1] [NO_STARTUP=1]: the workerd section alone
+# (the other sections keep their last figures), without it, with the in-workerd profile of a hit,
+# or without the workerd start-up runs (for quick iterations).
 BENCH_PATH := .:tests:tests/harness/stub:workers/isbndb_worker:workers/books_api_proxy:workers/cache_warmer
-bench: $(VENV_STAMP)
-	PYTHONPATH=$(BENCH_PATH) $(UV) run --frozen python -m bench
+BENCH_ARGS := $(if $(WORKERD_ONLY),--workerd-only) $(if $(NO_WORKERD),--no-workerd) $(if $(PROFILE),--profile) $(if $(NO_STARTUP),--no-startup)
+bench: $(VENV_STAMP) $(NODE_STAMP)
+	PATH="$(dir $(UV)):$$PATH" PYTHONPATH=$(BENCH_PATH) $(UV) run --frozen python -m bench $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	$(UV) run --frozen ruff check --fix .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import io
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, hardening, imports, keyguard, latency
+from bench import cost, hardening, imports, keyguard, latency, workerd
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -99,26 +100,92 @@ async def _measure_quietly(coro: Any) -> Any:
         return await coro
 
 
-def main() -> int:
+def _print_workerd(w: dict[str, Any]) -> None:
+    if "skipped" in w:
+        print(f"\n== workerd: skipped ({w['skipped']}) ==")
+        return
+    print(f"\n== workerd ({w['runtime']} runtime): hot path against Python floors, "
+          f"{w['rounds']} rounds x {w['requests_per_round']} requests ==")  # fmt: skip
+    print(_row("target", "p50 ms", "p99 ms", "floor", "p50 ratio", "p99 ratio"))
+    for name, f in w["latency"].items():
+        print(_row(name, f["p50_ms"], f["p99_ms"], f.get("floor", ""), f.get("p50_ratio", ""),
+                   f.get("p99_ratio", "")))  # fmt: skip
+    t = w["throughput"]
+    print(f"-- {t['clients']} clients, A-B-B-A runs of {t['seconds_per_run']} s per round: "
+          f"ISBN hits {t['isbn_hit_rps']} req/s, KV floor {t['floor_kv_rps']} req/s, "
+          f"ratio {t['ratio']} (rounds {t['round_ratios']}); session CPU ms/request "
+          f"{t['session_cpu_ms_per_request']}")  # fmt: skip
+    m = w["merged_miss"]
+    print(f"-- merged miss (3 providers): p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, "
+          f"session CPU {m['session_cpu_ms_per_miss']} ms per miss")  # fmt: skip
+    for name, f in w["session_start_s"].items():
+        print(f"-- session start, {name}: listening {f['listening_s']} s, "
+              f"first answer {f['first_answer_s']} s")  # fmt: skip
+    if "startup" in w:
+        print("-- start-up, each alone (medians of runs; ratios per run to the constant worker): "
+              "launch to listening, to first answer; session CPU until then")  # fmt: skip
+        print(_row("worker", "listening s", "answer s", "ratio", "CPU s", "CPU ratio"))
+        for name, f in w["startup"].items():
+            print(_row(name, f["listening_s"], f["first_answer_s"], f.get("ratio", ""),
+                       f["cpu_s"], f.get("cpu_ratio", "")))  # fmt: skip
+        imp = w["imports"]
+        print(f"-- imports inside workerd (clock resolution {imp['clock_resolution_ms']} ms): "
+              f"steps {imp['steps_ms']}; {imp['modules']} modules; slowest own times "
+              f"{imp['self_ms']}")  # fmt: skip
+    for name, f in w.get("profile", {}).items():
+        if "stages_us" in f:
+            print(f"-- inside workerd, {name}: {f['total_us']} us/request; stages {f['stages_us']}")
+            print(f"   probes {f['probes_us']}")
+        elif "tottime" in f:
+            print(f"-- cProfile of {name}:")
+            print("\n".join(f["tottime"]))
+    print("-- goals: " + ", ".join(
+        f"{k} {g['ratio']} ({'<=' if k != 'throughput' else '>='} {g['goal']}: "
+        f"{'met' if g['met'] else 'NOT met'})" for k, g in w["goals"].items()))  # fmt: skip
+
+
+def _workerd(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return workerd.measure(
+            profile=args.profile, cprofile=args.cprofile, startup=not args.no_startup
+        )
+    except workerd.BenchUnavailable as exc:
+        return {"skipped": str(exc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workerd-only", action="store_true", help="only the workerd section")
+    parser.add_argument("--no-workerd", action="store_true", help="skip the workerd section")
+    parser.add_argument("--profile", action="store_true", help="workerd: stage profile of a hit")
+    parser.add_argument("--cprofile", action="store_true", help="workerd: cProfile of a hit")
+    parser.add_argument("--no-startup", action="store_true", help="workerd: skip start-up")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    results["cost"] = asyncio.run(_measure_quietly(cost.measure()))
-    _print_cost(results["cost"])
-    results["latency"] = asyncio.run(_measure_quietly(latency.measure()))
-    _print_latency(results["latency"])
-    results["single_flight"] = asyncio.run(_measure_quietly(latency.single_flight()))
-    _print_single_flight(results["single_flight"])
-    results["hardening"] = hardening.measure()
-    _print_hardening(results["hardening"])
-    results["key_guard"] = asyncio.run(_measure_quietly(keyguard.measure()))
-    _print_key_guard(results["key_guard"])
-    results["imports"] = imports.measure()
-    _print_imports(results["imports"])
+    if args.workerd_only and RESULTS.exists():  # keep the other sections' last figures
+        results = {**json.loads(RESULTS.read_text()), **results}
+    else:
+        results["cost"] = asyncio.run(_measure_quietly(cost.measure()))
+        _print_cost(results["cost"])
+        results["latency"] = asyncio.run(_measure_quietly(latency.measure()))
+        _print_latency(results["latency"])
+        results["single_flight"] = asyncio.run(_measure_quietly(latency.single_flight()))
+        _print_single_flight(results["single_flight"])
+        results["hardening"] = hardening.measure()
+        _print_hardening(results["hardening"])
+        results["key_guard"] = asyncio.run(_measure_quietly(keyguard.measure()))
+        _print_key_guard(results["key_guard"])
+        results["imports"] = imports.measure()
+        _print_imports(results["imports"])
+    if not args.no_workerd:
+        results["workerd"] = _workerd(args)
+        _print_workerd(results["workerd"])
     results["seconds"] = round(time.perf_counter() - started, 1)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {RESULTS} in {results['seconds']} s")
     return 0
 

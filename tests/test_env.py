@@ -1,4 +1,4 @@
-"""Vars and settings: int_var bounds and the per-isolate SettingsCache."""
+"""Vars, settings and secrets: int_var bounds, the per-isolate SettingsCache and SecretCache."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
-from bookmeta import ConfigError, SettingsCache, int_var
+from bookmeta import ConfigError, FakeClock, SecretCache, SettingsCache, int_var
+from bookmeta.runtime import RuntimeEnv
+from harness import FakeContext, FakeSecret
 from harness.envs import env_with
+from harness.system import FakeEnv
 
 
 @pytest.mark.parametrize(
@@ -40,3 +43,21 @@ def test_settings_cache_parses_once_per_var_values_and_keeps_no_context() -> Non
     assert error.__context__ is None
     assert error.__cause__ is None
     assert cache.get(env_with(N="4")) == 4
+
+
+async def test_secret_cache_reads_the_store_once_per_ttl() -> None:
+    """A secret is read once per ttl_s, an unset one too; a changed value shows after the TTL."""
+    clock = FakeClock(100.0)
+    key, unset = FakeSecret("v1"), FakeSecret(None)
+    env = RuntimeEnv(FakeEnv({"KEY": key, "UNSET": unset}), FakeContext())
+    cache = SecretCache(ttl_s=60.0, clock=clock)
+    assert await cache.get(env, "KEY") == "v1"
+    key.value = "v2"
+    clock.advance(59.9)
+    assert await cache.get(env, "KEY") == "v1"
+    assert await cache.get(env, "UNSET") is None
+    assert await cache.get(env, "UNSET") is None
+    assert (key.reads, unset.reads) == (1, 1)
+    clock.advance(0.1)
+    assert await cache.get(env, "KEY") == "v2"
+    assert key.reads == 2

@@ -474,6 +474,54 @@ async def test_health_and_metrics() -> None:
     assert metrics["counters"]["upstream.google.calls"] == 1
 
 
+async def test_cache_hits_and_polls_write_no_log_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A miss and a bad request each log a request line; a KV hit, /health,
+    /metrics and a preflight do not (they are counted in /metrics)."""
+    system = make_system()
+
+    def request_lines() -> list[tuple[str, int]]:
+        out = capsys.readouterr().out.splitlines()
+        records = [json.loads(line) for line in out if line.startswith("{")]
+        return [
+            (r["path"], r["status"])
+            for r in records
+            if r.get("event") == "request" and r["worker"] == WORKER
+        ]
+
+    with mocked():
+        await get(system, f"/search/auto?q={DUNE}")
+        assert request_lines() == [("/search/auto", 200)]
+        status, _, headers = await get(system, f"/search/auto?q={DUNE}")
+        assert (status, headers["x-cache"]) == (200, "kv")
+        await get(system, "/health")
+        await get(system, "/metrics")
+        await get(system, "/search/auto", method="OPTIONS", headers={"origin": "https://a.b"})
+        assert request_lines() == []
+        await get(system, "/search/auto?q=")
+        assert request_lines() == [("/search/auto", 400)]
+    _, metrics, _ = await get(system, "/metrics")
+    assert metrics["counters"]["cache.kv"] == 1
+    assert metrics["latency"]["http.request"]["count"] == 6
+
+
+async def test_health_reads_the_google_key_once_a_minute() -> None:
+    """/health and misses reuse the Google key for 60 s instead of reading the store each time."""
+    system = make_system(secrets={"ISBNDB_API_KEY": "k", "GOOGLE_BOOKS_API_KEY": "gkey"})
+    secret = system.envs[WORKER].GOOGLE_BOOKS_API_KEY
+    for _ in range(3):
+        _, health, _ = await get(system, "/health")
+        assert health["googleKeyConfigured"] is True
+    with mocked() as up:
+        await get(system, f"/search/auto?q={DUNE}")
+    assert up.calls("google")[0].url.params["key"] == "gkey"
+    assert secret.reads == 1
+    system.clock.advance(60.0)
+    secret.value = None
+    _, health, _ = await get(system, "/health")
+    assert health["googleKeyConfigured"] is False
+    assert secret.reads == 2
+
+
 async def test_metrics_report_latency_per_provider_and_binding() -> None:
     """After a search, /metrics has latency for each provider and the ISBNDB_WORKER binding."""
     system = make_system()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from workers import CHUNK_BYTES, JsDict
 from workers import Request as RuntimeRequest
@@ -71,6 +73,26 @@ def test_null_body_statuses_send_no_body() -> None:
 
     resp = to_runtime_response(Response(204, b"", {"x": "y"}))
     assert resp.status == 204
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ('{"q":"Solaris, Stanisław Lem"}'.encode(), {"content-type": "application/json"}),
+        (b"\xff\xfe binary", {"Content-Type": "application/octet-stream"}),
+        (b"no type", {"x-a": "1"}),
+        (b"", {"content-type": "text/csv"}),
+    ],
+    ids=["utf8-json", "not-utf8", "no-content-type", "empty"],
+)
+async def test_response_keeps_body_and_headers(body: bytes, headers: dict[str, str]) -> None:
+    """Text or bytes across the boundary, the runtime sees the same body and headers (a body
+    without a content-type never gets one added)."""
+    from bookmeta import Response
+
+    resp = to_runtime_response(Response(200, body, dict(headers)))
+    assert await resp.bytes() == body
+    assert dict(resp.headers) == {k.lower(): v for k, v in headers.items()}
 
 
 async def test_secret_from_store_or_plain_string() -> None:
@@ -168,3 +190,44 @@ async def test_r2_lists_custom_metadata_on_request_and_deletes_many_in_one_call(
     await r2.delete_many([])
     assert raw.ops == {"delete": 1}
     assert list(raw.items) == ["cache/2"]
+
+
+def test_absent_modules_fail_fast_and_present_ones_stay() -> None:
+    """mark_absent blocks only modules that cannot be found; their import then fails at once."""
+    import sys
+
+    from bookmeta.runtime import mark_absent
+
+    missing = "bookmeta_no_such_module_for_this_test"
+    try:
+        assert mark_absent([missing, "json"]) == [missing]
+        assert sys.modules[missing] is None
+        with pytest.raises(ImportError):
+            __import__(missing)
+        assert sys.modules["json"] is not None
+    finally:
+        sys.modules.pop(missing, None)
+
+
+def test_env_memo_looks_each_binding_and_var_up_once_per_isolate() -> None:
+    """With an EnvMemo, later requests' RuntimeEnvs reuse the first look-up (absent ones too)."""
+    from bookmeta.runtime import EnvMemo
+
+    looked_up: list[str] = []
+
+    class CountingEnv(FakeEnv):
+        def __getattribute__(self, name: str) -> Any:
+            if name.isupper():
+                looked_up.append(name)
+            return super().__getattribute__(name)
+
+    kv = FakeKV(clock=FakeClock(0.0))
+    memo = EnvMemo()
+    for _ in range(3):  # three requests, each with a new env wrapper from the runtime
+        env = RuntimeEnv(CountingEnv({"CACHE": kv, "TTL": "60"}), FakeContext(), memo=memo)
+        assert env.var("TTL", "1") == "60"
+        assert env.var("MISSING", "d") == "d"
+        binding = env.kv("CACHE")
+        assert binding is not None
+        assert binding._raw is kv
+    assert sorted(looked_up) == ["CACHE", "MISSING", "TTL"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bookmeta import FakeClock, Log, Metrics, Request, Response, json_response, serve
 
 
@@ -84,3 +86,41 @@ async def test_every_response_gets_the_security_headers_unless_it_has_its_own() 
     assert failed.headers["x-content-type-options"] == "nosniff"
     assert failed.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert failed.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize(
+    ("routine", "status", "took_s", "logged"),
+    [
+        (True, 200, 0.01, False),
+        (True, 204, 0.2, False),
+        (True, 200, 0.25, True),  # slow: logged all the same
+        (True, 404, 0.01, True),  # failed: logged
+        (True, 500, 0.01, True),
+        (False, 200, 0.01, True),
+    ],
+    ids=["routine", "routine-204", "routine-but-slow", "routine-but-404", "routine-but-500", "not"],
+)
+async def test_routine_answers_get_no_log_line(
+    routine: bool, status: int, took_s: float, logged: bool
+) -> None:
+    """A fast answer below 400 that the app calls routine writes no line; all are counted."""
+    lines: list[str] = []
+    clock = FakeClock()
+    metrics = Metrics()
+
+    async def handler(request: Request, log: Log) -> Response:
+        clock.advance(took_s)
+        return Response(status, b"", {"x-kind": "cached"})
+
+    resp = await serve(
+        Request("GET", "https://w.test/x"),
+        handler,
+        worker="w",
+        metrics=metrics,
+        clock=clock,
+        sink=lines.append,
+        routine=lambda req, resp: routine and resp.headers.get("x-kind") == "cached",
+    )
+    assert "x-request-id" in resp.headers
+    assert [json.loads(line)["event"] for line in lines] == (["request"] if logged else [])
+    assert metrics.latency["http.request"].count == 1

@@ -164,3 +164,28 @@ class SettingsCache(Generic[S]):
                 parsed = ConfigError(exc.name, str(exc))  # no traceback or context: no env kept
             cached = self._cached = (values, parsed)
         return cached[1]
+
+
+class SecretCache:
+    """Secrets read at most once per ``ttl_s`` per isolate: a Secrets Store read is I/O.
+
+    ``/health`` reports whether a key is set and every miss needs it; without this, each of
+    those requests waits on the store. A rotated or newly set secret is seen within
+    ``ttl_s``; an unset one is remembered (as None) for as long. ``clock`` gives monotonic
+    seconds.
+    """
+
+    def __init__(self, *, ttl_s: float = 60.0, clock: Clock = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._values: dict[str, tuple[str | None, float]] = {}
+
+    async def get(self, env: WorkerEnv, name: str) -> str | None:
+        """``await env.secret(name)``, or its value read less than ``ttl_s`` ago."""
+        now = self._clock()
+        cached = self._values.get(name)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        value = await env.secret(name)
+        self._values[name] = (value, now + self.ttl_s)
+        return value

@@ -8,12 +8,22 @@ Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) s
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+import sys
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from workers import Response as RuntimeResponse
+
+try:  # on workerd: build the JS Response in one conversion (the SDK converts header by header)
+    from js import Object as _JsObject
+    from js import Response as _JsResponse
+    from pyodide.ffi import to_js as _to_js
+except ImportError:  # CPython (tests): the SDK's Response, which the harness stub models
+    _JsResponse = None
 
 from ._env import Clocks, current_clocks
 from ._errors import PayloadTooLarge, UpstreamError
@@ -23,6 +33,25 @@ from ._stores import Blob, BlobListing, KVEntry, KVListing, SqlValue
 log = logging.getLogger("bookmeta.runtime")
 
 _NO_BODY_STATUSES = frozenset({101, 204, 205, 304})
+# httpcore runs `import sniffio` each time it makes a lock or a connection (about 16 times per
+# merged miss) to pick its async library; sniffio is not vendored, and a failed import searches
+# the whole sys.path again every time (several ms of CPU per miss on workerd).
+_ABSENT_ON_HOT_PATHS = ("sniffio",)
+
+
+def mark_absent(names: Iterable[str]) -> list[str]:
+    """Record modules that cannot be imported as absent (None in ``sys.modules``), so each later
+    ``import`` of them fails at once instead of searching ``sys.path`` again. Returns the names
+    marked; an importable module is left alone. Module search only: no I/O beyond it."""
+    marked = []
+    for name in names:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]  # the documented import block
+            marked.append(name)
+    return marked
+
+
+mark_absent(_ABSENT_ON_HOT_PATHS)
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -91,19 +120,42 @@ class RequestBody:
             chunks.append(data)
 
 
+def _request_headers(request: Any) -> dict[str, str]:
+    """Lower-case headers of a runtime request; on workerd straight from the JS Headers in one
+    conversion (the SDK's ``request.headers`` builds an email.message first)."""
+    js_object = getattr(request, "js_object", None)
+    if js_object is None or _JsResponse is None:
+        return _headers(request.headers)
+    return _headers(_JsObject.fromEntries(js_object.headers).to_py())
+
+
 async def read_request(request: Any) -> Request:
     """The runtime request as a `Request` whose body is streamed on demand (see RequestBody)."""
     method = str(request.method).upper()
     stream = None if method in ("GET", "HEAD") else RequestBody(request)
-    return Request(method, str(request.url), _headers(request.headers), stream=stream)
+    return Request(method, str(request.url), _request_headers(request), stream=stream)
 
 
 def to_runtime_response(response: Response) -> Any:
-    """A `workers.Response` for our `Response`."""
-    body: bytes | None = response.body
+    """The runtime's Response for our `Response` (a `workers.Response` outside workerd).
+
+    A UTF-8 body that says its content-type crosses as text: the runtime takes a string in
+    one conversion, while bytes cost a buffer proxy per response (several times as much in
+    workerd). Other bodies cross as bytes, so the runtime never adds a content-type.
+    """
+    body: str | bytes | None = response.body
     if response.status in _NO_BODY_STATUSES:
         body = None
-    return RuntimeResponse(body, status=response.status, headers=dict(response.headers))
+    elif any(name.lower() == "content-type" for name in response.headers):
+        with contextlib.suppress(UnicodeDecodeError):
+            body = response.body.decode("utf-8")
+    headers = dict(response.headers)
+    if _JsResponse is None:
+        return RuntimeResponse(body, status=response.status, headers=headers)
+    init = _to_js(
+        {"status": response.status, "headers": headers}, dict_converter=_JsObject.fromEntries
+    )
+    return _JsResponse.new(_to_js(body) if isinstance(body, bytes) else body, init)
 
 
 class KVBinding:
@@ -407,15 +459,42 @@ class RuntimeRateLimit:
         return bool(_field(outcome, "success", True))
 
 
-class RuntimeEnv:
-    """`WorkerEnv` over the runtime's ``env`` and ``ctx``."""
+class EnvMemo:
+    """An isolate's bindings and vars, each looked up once.
 
-    def __init__(self, env: Any, ctx: Any, *, clocks: Clocks | None = None) -> None:
+    They do not change while the isolate lives, but the runtime hands every request a new
+    wrapper of ``env``, and a look-up through it probes the binding's type each time (about
+    a dozen calls into JS for a KV namespace). An entry module keeps one per isolate and
+    passes it to each request's `RuntimeEnv`.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def lookup(self, env: Any, name: str) -> Any:
+        """``env.<name>`` (None when absent), from the first request that asked."""
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = getattr(env, name, None)
+            return value
+
+
+class RuntimeEnv:
+    """`WorkerEnv` over the runtime's ``env`` and ``ctx`` (bindings and vars through ``memo``,
+    when given: looked up once per isolate)."""
+
+    def __init__(
+        self, env: Any, ctx: Any, *, clocks: Clocks | None = None, memo: EnvMemo | None = None
+    ) -> None:
         self._env = env
         self._ctx = ctx
+        self._memo = memo
         self.clocks = clocks or current_clocks()
 
     def _binding(self, name: str) -> Any:
+        if self._memo is not None:
+            return self._memo.lookup(self._env, name)
         return getattr(self._env, name, None)
 
     def var(self, name: str, default: str) -> str:

@@ -19,14 +19,8 @@ starting is a failure.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import secrets
-import signal
-import socket
 import subprocess
-import time
-import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,57 +29,20 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from harness.devtools import fixture_upstream, workerd_runtime
+from harness.devtools import fixture_upstream, workerd_runtime, wrangler_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "wrangler.toml.d"
-WRANGLER = ROOT / "scripts" / "wrangler.sh"
-WRANGLER_JS = ROOT / "node_modules" / "wrangler" / "bin" / "wrangler.js"
 # The primary (the warmer) comes first: only it gets a URL in a multi-config session.
 WORKERS = ("cache_warmer", "books_api_proxy", "isbndb_worker")
 FIXTURE_HOST = "127.0.0.1"
-READY_DEADLINE_S = 180.0  # first start of the downloading runtime fetches the Pyodide bundle
-# Log lines that mean the runtime could not fetch what it needs (not a bug in this repo).
-NETWORK_FAILURE = re.compile(
-    r"pyodide bundle failed|failed to download|fetch failed|enotfound|getaddrinfo|eai_again"
-    r"|name or service not known|failed to lookup address|temporary failure in name resolution"
-    r"|network is unreachable|econnrefused|etimedout|could not resolve host|dns error",
-    re.IGNORECASE,
-)
-RUNTIME_FAILED = re.compile(r"workers runtime failed to start", re.IGNORECASE)
 SKIP_PREFIX = "e2e: "
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _clean(text: str) -> str:
-    return _ANSI.sub("", text).strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _relevant_line(log: str, pattern: re.Pattern[str] = NETWORK_FAILURE) -> str:
-    """The last log line matching pattern (plain text preferred to JSON), else the last line."""
-    lines = [line for line in (_clean(raw) for raw in log.splitlines()) if line]
-    matching = [line for line in lines if pattern.search(line)]
-    plain = [line for line in matching if not line.startswith("{")]
-    best = (plain or matching or lines or ["(no output)"])[-1]
-    return best[:300]
 
 
 def fixture_secrets() -> list[tuple[str, str]]:
     """(store_id, secret_name) of every Secrets Store binding in the configs' [env.fixtures]."""
-    found: set[tuple[str, str]] = set()
-    for worker in WORKERS:
-        with (CONFIG_DIR / f"{worker}.toml").open("rb") as fh:
-            table = tomllib.load(fh)["env"]["fixtures"]
-        for secret in table.get("secrets_store_secrets", []):
-            found.add((secret["store_id"], secret["secret_name"]))
-    return sorted(found)
+    configs = [CONFIG_DIR / f"{worker}.toml" for worker in WORKERS]
+    return wrangler_dev().store_secrets(configs, "fixtures")
 
 
 # --------------------------------------------------------------------------- preconditions
@@ -93,7 +50,7 @@ def fixture_secrets() -> list[tuple[str, str]]:
 
 def _check_wrangler() -> None:
     """Fail (offline runtime present) or skip when the pinned wrangler is not installed."""
-    if not WRANGLER_JS.is_file():
+    if not wrangler_dev().WRANGLER_JS.is_file():
         _unavailable(
             "e2e: Workers runtime unavailable: node_modules/wrangler is not installed "
             "(run `make node_modules/.stamp`)"
@@ -123,20 +80,13 @@ def _prepare(config_dir: Path, fixture_port: int) -> Any:
         _unavailable(f"e2e: Workers runtime unavailable: {exc}")
 
 
-def _seed_secrets(persist: Path, env: dict[str, str]) -> None:
+def _seed_secrets(dev: Any) -> None:
     """Put the API keys into the local Secrets Store emulation, as scripts/dev.sh does."""
-    for store_id, name in fixture_secrets():
-        cmd = [str(WRANGLER), "secrets-store", "secret", "create", store_id, "--name", name]
-        cmd += ["--value", f"e2e-{name.lower()}", "--scopes", "workers"]
-        cmd += ["--persist-to", str(persist)]
-        result = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120, env=env
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"e2e: seeding the local Secrets Store ({name}) failed:\n"
-                f"{_clean(result.stdout + result.stderr)[-2000:]}"
-            )
+    seeds = [(store, name, f"e2e-{name.lower()}") for store, name in fixture_secrets()]
+    try:
+        dev.seed(seeds)
+    except wrangler_dev().StartFailed as exc:
+        pytest.fail(f"e2e: {exc}")
 
 
 # --------------------------------------------------------------------------- the session
@@ -203,59 +153,7 @@ class WorkersSession:
         )
 
     def log_tail(self, chars: int = 4000) -> str:
-        return _clean(self.log.read_text(errors="replace"))[-chars:]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate wrangler and everything it started (workerd) via the process group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-    # workerd may outlive node for a moment: make sure the group is gone.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    """Poll the warmer's /health until 200; skip if the runtime cannot start, fail otherwise."""
-    deadline = time.monotonic() + READY_DEADLINE_S
-    last_error = "no answer yet"
-    while True:
-        text = log.read_text(errors="replace")
-        if RUNTIME_FAILED.search(text) or proc.poll() is not None:
-            if NETWORK_FAILURE.search(text):
-                _unavailable(
-                    "e2e: Workers runtime cannot start (it downloads its Python runtime; "
-                    f"offline?): {_relevant_line(text)}"
-                )
-            pytest.fail(
-                f"e2e: `wrangler dev` stopped before it was ready (exit {proc.poll()}):\n"
-                f"{_clean(text)[-4000:]}"
-            )
-        try:
-            response = httpx.get(f"{base}/health", timeout=10)
-            if response.status_code == 200:
-                return
-            last_error = f"GET /health -> {response.status_code}: {response.text[:300]}"
-        except httpx.HTTPError as exc:
-            last_error = f"GET /health -> {exc!r}"
-        if time.monotonic() > deadline:
-            if NETWORK_FAILURE.search(text):
-                _unavailable(
-                    f"e2e: Workers runtime not ready after {READY_DEADLINE_S:.0f} s (offline?): "
-                    f"{_relevant_line(text)}"
-                )
-            pytest.fail(
-                f"e2e: warmer not ready after {READY_DEADLINE_S:.0f} s ({last_error}):\n"
-                f"{_clean(text)[-4000:]}"
-            )
-        time.sleep(0.5)
+        return str(wrangler_dev().clean(self.log.read_text(errors="replace")))[-chars:]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -282,7 +180,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkersSession]:
     _check_entries()
     tmp = tmp_path_factory.mktemp("e2e")
     with contextlib.ExitStack() as stack:
-        fixture_port = _free_port()  # not 8790: a developer's `make dev` may hold it
+        fixture_port = wrangler_dev().free_port()  # not 8790: a developer's `make dev` may hold it
         fixture_url = stack.enter_context(
             fixture_upstream().run_in_thread(port=fixture_port, host=FIXTURE_HOST)
         )
@@ -297,70 +195,40 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkersSession]:
 
 
 class WranglerDev:
-    """One `wrangler dev` of the three workers (warmer first) that can be stopped and restarted
-    on the same port and persist folder (KV, R2 and Durable Object state survive a restart)."""
+    """The session's `wrangler dev` (devtools/wrangler_dev.py) of the three workers, warmer
+    first, with a fresh admin token; ``restart()`` keeps its port and persist folder (KV, R2
+    and Durable Object state survive). Starting skips or fails as the module doc says."""
 
     def __init__(self, tmp: Path, prepared: Any) -> None:
-        self.tmp = tmp
-        self.prepared = prepared
-        self.persist = tmp / "state"
         self.token = secrets.token_urlsafe(24)
-        self.env_file = tmp / "e2e.env"  # also stops wrangler reading a developer's .dev.vars
-        self.env_file.write_text(f"WARMER_ADMIN_TOKEN={self.token}\n")
-        self.env = {
-            **os.environ,
-            **prepared.env(),
-            "CI": "true",
-            "WRANGLER_SEND_METRICS": "false",
-            "CLOUDFLARE_INCLUDE_PROCESS_ENV": "false",
-            "CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV": "true",
-            "NO_COLOR": "1",
-            "FORCE_COLOR": "0",
-        }
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "wrangler-dev.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        _seed_secrets(self.persist, self.env)
-
-    def command(self) -> list[str]:
-        cmd = [str(WRANGLER), "dev"]
-        for worker in WORKERS:
-            cmd += ["-c", str(self.prepared.config(worker))]
-        cmd += ["--env", "fixtures", "--ip", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["--inspector-port", str(_free_port()), "--persist-to", str(self.persist)]
-        cmd += ["--env-file", str(self.env_file), "--var", f"WARMER_ADMIN_TOKEN:{self.token}"]
-        cmd += ["--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "info"]
-        return cmd
+        self.session = wrangler_dev().WranglerDev(
+            prepared,
+            [prepared.config(worker) for worker in WORKERS],
+            tmp=tmp,
+            env_file={"WARMER_ADMIN_TOKEN": self.token},  # also keeps a .dev.vars out
+            vars={"WARMER_ADMIN_TOKEN": self.token},
+            extra_args=["--test-scheduled"],
+        )
+        self.base: str = self.session.base
+        self.log: Path = self.session.log
+        _seed_secrets(self.session)
 
     def start(self) -> None:
         """Start it and wait until the warmer's /health answers 200."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # its own process group: teardown kills workerd too
-            )
-        _wait_ready(self.proc, self.base, self.log)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
+        self._started(self.session.start)
 
     def restart(self) -> None:
         """Stop and start again on the same port and persist folder."""
-        self.stop()
-        deadline = time.monotonic() + 30
-        while _port_busy(self.port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self.start()
+        self._started(self.session.restart)
 
+    def stop(self) -> None:
+        self.session.stop()
 
-def _port_busy(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    @staticmethod
+    def _started(start: Any) -> None:
+        try:
+            start()
+        except wrangler_dev().StartFailed as exc:
+            if exc.network:
+                _unavailable(f"e2e: {exc}")
+            pytest.fail(f"e2e: {exc}")

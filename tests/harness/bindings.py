@@ -41,11 +41,14 @@ def rpc_clone(value: Any, *, path: str = "arg") -> Any:
 
 @dataclass
 class FakeSecret:
-    """A Secrets Store binding: the value comes from ``await get()``."""
+    """A Secrets Store binding: the value comes from ``await get()`` (each call is I/O, counted
+    in ``reads``)."""
 
     value: str | None
+    reads: int = 0
 
     async def get(self) -> str:
+        self.reads += 1
         if self.value is None:
             raise RuntimeError("Secret not found in the store")
         return self.value

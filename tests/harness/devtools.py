@@ -31,3 +31,8 @@ def fixture_upstream() -> ModuleType:
 def workerd_runtime() -> ModuleType:
     """devtools/workerd_runtime.py: runtime selection, vendoring and generated configs."""
     return devtools_module("workerd_runtime")
+
+
+def wrangler_dev() -> ModuleType:
+    """devtools/wrangler_dev.py: start, time and stop a `wrangler dev` session."""
+    return devtools_module("wrangler_dev")

@@ -2,15 +2,16 @@
 
 from workers import WorkerEntrypoint
 
-from bookmeta.runtime import RuntimeEnv, read_request, to_runtime_response
+from bookmeta.runtime import EnvMemo, RuntimeEnv, read_request, to_runtime_response
 from proxy_app import Isolate, build_app
 
 _ISOLATE = Isolate()  # per-isolate state: breakers, limiters, single-flight, metrics
+_ENV = EnvMemo()  # the isolate's bindings and vars, looked up once (the hot path's entry)
 
 
 class Default(WorkerEntrypoint):
     def _app(self):
-        return build_app(RuntimeEnv(self.env, self.ctx), _ISOLATE)
+        return build_app(RuntimeEnv(self.env, self.ctx, memo=_ENV), _ISOLATE)
 
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))

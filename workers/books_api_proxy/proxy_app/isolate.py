@@ -1,7 +1,8 @@
 """Per-isolate state: breakers, rate limiters, single-flight and metrics (no I/O, no randomness).
 
 Also what is the same for every request of an isolate: the settings parsed from the vars
-(or the ConfigError parsing raised; keyed by the vars' values).
+(or the ConfigError parsing raised; keyed by the vars' values), and secrets read within the
+last ``SECRET_TTL_S``.
 Created once by the entry module and shared by every request the isolate serves. Time is
 read through ``current_clocks()`` at each use, so tests that install a fake clock drive it
 too.
@@ -18,6 +19,7 @@ from bookmeta import (
     ConfigError,
     Metrics,
     RateLimiter,
+    SecretCache,
     SettingsCache,
     SingleFlight,
     TooManyRequests,
@@ -29,6 +31,9 @@ from .config import VAR_NAMES, Settings, load_settings
 
 BREAKER_FAILURE_THRESHOLD = 3
 BREAKER_RESET_TIMEOUT_S = 30.0
+# How long a Secrets Store value is reused before it is read again (a rotated key is used
+# within this); /health and every miss would otherwise wait on the store each time.
+SECRET_TTL_S = 60.0
 
 
 def _monotonic() -> float:
@@ -61,6 +66,7 @@ class Isolate:
         )
         self._limiters: dict[str, RateLimiter] = {}
         self._settings = SettingsCache(VAR_NAMES, load_settings)
+        self.secrets = SecretCache(ttl_s=SECRET_TTL_S, clock=_monotonic)
 
     def settings(self, env: WorkerEnv) -> Settings | ConfigError:
         """``load_settings(env)`` once per isolate, or the ConfigError it raised."""

@@ -274,7 +274,11 @@ class Response(FetchResponse):
             )
         if body is not None and code in (101, 204, 205, 304):
             raise TypeError(f"Response with null body status {code} cannot have body")
-        super().__init__(_body_bytes(body), code, Headers(headers))
+        out = Headers(headers)
+        if isinstance(body, str) and "content-type" not in out:
+            # As the runtime does for a string body (bytes get no content-type).
+            out = Headers({**out, "content-type": "text/plain;charset=UTF-8"})
+        super().__init__(_body_bytes(body), code, out)
 
 
 class WorkerEntrypoint:
