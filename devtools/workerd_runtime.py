@@ -49,6 +49,7 @@ SDK_PACKAGE = "workers-runtime-sdk"
 PYWRANGLER_TIMEOUT_S = 300.0
 _FLAGS_LINE = re.compile(r"^(compatibility_flags\s*=\s*\[)([^\]]*)(\])", re.MULTILINE)
 _MAIN_LINE = re.compile(r'^main\s*=\s*"([^"]+)"', re.MULTILINE)
+_RATE_LIMIT = re.compile(r"(simple\s*=\s*\{\s*limit\s*=\s*)(\d+)")
 
 
 class PrepareError(Exception):
@@ -275,8 +276,12 @@ def vendor(*, log: bool = True) -> str:
 # --------------------------------------------------------------------------- configs
 
 
-def dev_config_text(text: str, source: Path, out_dir: Path, *, dev_flag: bool, port: int) -> str:
-    """A deployable config's text adapted for out_dir: main path, dev flag, fixture port."""
+def dev_config_text(
+    text: str, source: Path, out_dir: Path, *, dev_flag: bool, port: int, rate_limit_scale: int = 1
+) -> str:
+    """A deployable config's text adapted for out_dir: main path, dev flag, fixture port, and
+    the ``[[ratelimits]]`` limits times ``rate_limit_scale`` (a bench sends thousands of
+    requests from one address; the limiter is still called on every request)."""
     main = _MAIN_LINE.search(text)
     if main is None:
         raise PrepareError(f"{source}: no main = line")
@@ -291,16 +296,27 @@ def dev_config_text(text: str, source: Path, out_dir: Path, *, dev_flag: bool, p
             text = f'{text[: flags.end(2)]}, "{DEV_FLAG}"{text[flags.end(2) :]}'
     if port != FIXTURE_PORT:
         text = text.replace(f"127.0.0.1:{FIXTURE_PORT}/", f"127.0.0.1:{port}/")
+    if rate_limit_scale != 1:
+        text = _RATE_LIMIT.sub(lambda m: f"{m.group(1)}{int(m.group(2)) * rate_limit_scale}", text)
     return text
 
 
-def write_dev_configs(out_dir: Path, *, dev_flag: bool, port: int = FIXTURE_PORT) -> Path:
+def write_dev_configs(
+    out_dir: Path, *, dev_flag: bool, port: int = FIXTURE_PORT, rate_limit_scale: int = 1
+) -> Path:
     """Generated copies of the three configs in out_dir, python_modules linked beside them."""
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for worker in WORKERS:
         source = CONFIG_DIR / f"{worker}.toml"
-        text = dev_config_text(source.read_text(), source, out_dir, dev_flag=dev_flag, port=port)
+        text = dev_config_text(
+            source.read_text(),
+            source,
+            out_dir,
+            dev_flag=dev_flag,
+            port=port,
+            rate_limit_scale=rate_limit_scale,
+        )
         (out_dir / f"{worker}.toml").write_text(text)
     if out_dir != CONFIG_DIR:
         link = out_dir / "python_modules"
@@ -315,7 +331,9 @@ def write_dev_configs(out_dir: Path, *, dev_flag: bool, port: int = FIXTURE_PORT
     return out_dir
 
 
-def prepare(config_dir: Path, *, port: int = FIXTURE_PORT, log: bool = True) -> Prepared:
+def prepare(
+    config_dir: Path, *, port: int = FIXTURE_PORT, log: bool = True, rate_limit_scale: int = 1
+) -> Prepared:
     """Runtime, python_modules and configs, ready for `wrangler dev -c <config_dir>/<w>.toml`."""
     source = runtime_source()
     workerd = build_runtime(source) if source else None
@@ -323,7 +341,9 @@ def prepare(config_dir: Path, *, port: int = FIXTURE_PORT, log: bool = True) -> 
         where = f"offline runtime from {source}" if source else "wrangler's downloading runtime"
         print(f"workerd_runtime: {where}", file=sys.stderr)
     how = vendor(log=log)
-    write_dev_configs(config_dir, dev_flag=workerd is not None, port=port)
+    write_dev_configs(
+        config_dir, dev_flag=workerd is not None, port=port, rate_limit_scale=rate_limit_scale
+    )
     return Prepared(workerd, config_dir.resolve(), how)
 
 

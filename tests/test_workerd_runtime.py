@@ -90,3 +90,17 @@ def test_offline_vendoring_pins_the_locked_sdk() -> None:
     assert RT.locked_version("httpx")
     with pytest.raises(RT.PrepareError):
         RT.locked_version("no-such-package")
+
+
+def test_rate_limits_can_be_raised_for_a_bench(tmp_path: Path) -> None:
+    """rate_limit_scale multiplies every [[ratelimits]] limit and changes nothing else."""
+    out = RT.write_dev_configs(tmp_path, dev_flag=False, rate_limit_scale=1000)
+    copy = tomllib.loads((out / "books_api_proxy.toml").read_text())
+    original = tomllib.loads((RT.CONFIG_DIR / "books_api_proxy.toml").read_text())
+    for env in (None, "fixtures"):
+        ours = copy if env is None else copy["env"][env]
+        theirs = original if env is None else original["env"][env]
+        assert [b["simple"]["limit"] for b in ours["ratelimits"]] == [
+            1000 * b["simple"]["limit"] for b in theirs["ratelimits"]
+        ]
+        assert [b["name"] for b in ours["ratelimits"]] == [b["name"] for b in theirs["ratelimits"]]
