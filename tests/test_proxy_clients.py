@@ -180,3 +180,16 @@ async def test_a_limited_leader_does_not_refuse_the_joiners() -> None:
     assert fresh[0] == 200
     assert fresh[1]["items"]
     assert len([r for r in up.calls("google") if MESSIAH in str(r.url)]) == 1
+
+
+async def test_health_and_metrics_polls_are_not_counted() -> None:
+    """Monitors poll /health and /metrics: they cost no upstream call and are never limited."""
+    system = make_system()
+    statuses = {
+        (await get(system, path))[0]
+        for path in ["/health", "/metrics"] * (LIMITS["LIMIT_IP_REQUESTS"] // 2 + 5)
+    }
+    assert statuses == {200}
+    with mocked():
+        status, _, _ = await get(system, f"/search/auto?q={DUNE}")
+    assert status == 200, "the polls left the search allowance untouched"

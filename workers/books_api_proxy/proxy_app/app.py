@@ -47,6 +47,7 @@ from .volumes import envelope
 from .warm import Deadline, warm_isbns
 
 WORKER = "books_api_proxy"
+UNCOUNTED = frozenset({"/health", "/metrics"})
 VERSION = "1.0.0"
 JsonBody = dict[str, Any]
 _CACHED = frozenset({"kv", "r2"})
@@ -176,14 +177,31 @@ class App:
         origins = self.settings.cors_origins
         if request.method.upper() == "OPTIONS":
             return preflight(origins, request)
-        response = await self._admitted(request, log)
+        response = await self._identified(request, log)
         if response is None:
-            response = await ROUTES.dispatch(request, self)
+            # The request limit is asked while the route runs (a hit's KV read overlaps the
+            # limiter's round trip); a miss waits for it before any upstream call (admit_miss).
+            self.gate.start_request()
+            try:
+                response = await ROUTES.dispatch(request, self)
+            finally:
+                refused = await self._refused(log)
+            response = refused or response
         response.headers.update(cors_headers(origins, request.header("origin")))
         return response
 
-    async def _admitted(self, request: Request, log: Log) -> Response | None:
-        """Identify the caller and count the request: None to go on, else the refusal."""
+    async def _refused(self, log: Log) -> Response | None:
+        """The 429 when the caller's request limit refused this request, else None."""
+        try:
+            await self.gate.admitted()
+        except TooManyRequests as exc:
+            log.warning("client.limited", scope=self.gate.client.scope.value, limit=exc.scope)
+            self.isolate.metrics.incr(f"limited.{self.gate.client.scope.value}")
+            return error_for(exc)
+        return None
+
+    async def _identified(self, request: Request, log: Log) -> Response | None:
+        """Identify the caller (``self.gate``): None to go on, else the refusal (401)."""
         app_keys: tuple[str, ...] = ()
         if request.header("authorization") is not None:
             app_keys = parse_app_keys(await self.env.secret(APP_KEYS_SECRET))
@@ -196,13 +214,8 @@ class App:
                 "invalid_app_key",
                 "the bearer token is not a known app key; send none to be counted by IP",
             )
-        self.gate = Gate(self.env, client)
-        try:
-            await self.gate.admit_request()
-        except TooManyRequests as exc:
-            log.warning("client.limited", scope=client.scope.value, limit=exc.scope)
-            self.isolate.metrics.incr(f"limited.{client.scope.value}")
-            return error_for(exc)
+        # /health and /metrics cost no upstream call and are polled by monitors: not counted.
+        self.gate = Gate(self.env, client if request.path not in UNCOUNTED else INTERNAL)
         return None
 
     async def _guarded(self, op: Callable[[], Awaitable[Response]]) -> Response:

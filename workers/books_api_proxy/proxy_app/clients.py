@@ -20,6 +20,7 @@ limit per 10 or 60 s period), counted across isolates. A missing binding means "
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -103,6 +104,23 @@ class Gate:
     def __init__(self, env: WorkerEnv, client: Client) -> None:
         self._env = env
         self.client = client
+        self._admission: asyncio.Future[None] | None = None
+
+    def start_request(self) -> None:
+        """Count this request in the background; ``admitted`` and ``admit_miss`` await it."""
+        if self.client.limited and self._admission is None:
+            self._admission = asyncio.ensure_future(self.admit_request())
+
+    async def admitted(self) -> None:
+        """Wait for the request's count (started by ``start_request``, else counted now).
+
+        Raises:
+            TooManyRequests: the caller's request limit is spent for this period.
+        """
+        if self._admission is None:
+            await self.admit_request()
+            return
+        await asyncio.shield(self._admission)
 
     async def _take(self, binding: str, what: str) -> None:
         limiter = self._env.rate_limit(binding)
@@ -123,7 +141,8 @@ class Gate:
         """Count one cache miss (called before any upstream call).
 
         Raises:
-            TooManyRequests: the caller's miss limit is spent for this period.
+            TooManyRequests: the caller's request or miss limit is spent for this period.
         """
         if self.client.limited:
+            await self.admitted()
             await self._take(MISS_LIMITS[self.client.scope.value], "cache misses")
