@@ -27,6 +27,7 @@ from bookmeta import PURPOSE_HEADER, Clocks, FakeClock, Purpose
 from bookmeta.runtime import RuntimeEnv, SqlBinding
 from harness import FakeContext, FakeSqlStorage, System
 from harness.durable import new_database
+from harness.isbns import isbn13
 from harness.system import FakeEnv
 from isbndb_app import KeyGuardObject
 from isbndb_app.config import SLOT_MAX_WAIT_S
@@ -38,9 +39,7 @@ NAMESPACE = "isbndb-biography-worker-production:IsbndbKeyGuard"
 
 def isbn(n: int) -> str:
     """The n-th valid ISBN-13 of a test series (check digit computed)."""
-    body = f"978100{n:06d}"
-    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(body))
-    return body + str((10 - total % 10) % 10)
+    return isbn13(f"978100{n:06d}")
 
 
 def stamping(times: list[float], clock: Callable[[], float]) -> Callable[..., httpx.Response]:

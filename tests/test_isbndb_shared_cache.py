@@ -20,6 +20,7 @@ from test_isbndb_support import (
 )
 
 from harness import FakeKV, System
+from harness.isbns import isbn13
 from isbndb_app.config import AUTHOR_KV_TTL_S, BOOK_KV_TTL_S, NOT_FOUND_KV_TTL_S
 from isbndb_app.shared_cache import author_key, book_key
 
@@ -45,9 +46,7 @@ def ttl_of(system: System, key: str) -> float:
 
 def isbn(n: int) -> str:
     """The n-th valid ISBN-13 of a test series."""
-    body = f"978200{n:06d}"
-    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(body))
-    return body + str((10 - total % 10) % 10)
+    return isbn13(f"978200{n:06d}")
 
 
 async def test_an_author_page_asked_again_from_another_isolate_is_not_asked_of_isbndb() -> None:

@@ -10,6 +10,7 @@ import pytest
 from test_proxy_support import DUNE, MESSIAH, Upstream, get, make_system, mocked
 
 from bookmeta import Request
+from harness.isbns import isbn_series
 from proxy_app.clients import (
     INTERNAL,
     LIMIT_PERIOD_S,
@@ -82,14 +83,7 @@ def test_every_environment_binds_the_four_limits(env: str | None) -> None:
 
 def _distinct_isbns(n: int) -> list[str]:
     """n valid ISBN-13s nobody knows (each one a cache miss)."""
-    out = []
-    body = 978000000000
-    while len(out) < n:
-        digits = str(body)
-        total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(digits))
-        out.append(digits + str((10 - total % 10) % 10))
-        body += 1
-    return out
+    return isbn_series("978", n)
 
 
 async def test_misses_past_the_ip_limit_get_429_before_any_upstream_call() -> None:

@@ -15,6 +15,7 @@ import respx
 
 from harness import System
 from harness.devtools import fixture_upstream
+from harness.isbns import isbn_series
 from warmer_app.jobs import JobState
 
 LIBRARIES = Path(__file__).parent / "fixtures" / "libraries"
@@ -145,15 +146,7 @@ class DyingBinding:
 
 def unknown_isbns(count: int) -> list[str]:
     """``count`` valid ISBN-13s (979-8 prefix) that no fixture provider knows."""
-    out: list[str] = []
-    n = 0
-    while len(out) < count:
-        body = f"9798{n:08d}"
-        check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
-        if body + str(check) not in CATALOGUE_ISBNS:
-            out.append(body + str(check))
-        n += 1
-    return out
+    return isbn_series("9798", count, exclude=CATALOGUE_ISBNS)
 
 
 def multipart(filename: str, content: bytes, *, boundary: str = "XyZzY") -> tuple[bytes, str]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.isbns import isbn_series
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,16 +157,6 @@ def test_make_dev_serves_readmes_search(tmp_path: Path) -> None:
     print(f"make dev (proxy): serving {run.ready_s:.1f} s after launch")
 
 
-def _unknown_isbns(n: int) -> list[str]:
-    out, body = [], 978_000_000_000
-    while len(out) < n:
-        digits = str(body)
-        total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(digits))
-        out.append(digits + str((10 - total % 10) % 10))
-        body += 1
-    return out
-
-
 def _burst_of_misses_is_limited(run: MakeDev) -> None:
     """The Rate Limiting binding on workerd: one client's misses past LIMIT_IP_MISSES get 429.
 
@@ -174,7 +166,7 @@ def _burst_of_misses_is_limited(run: MakeDev) -> None:
     fixtures = config["env"]["fixtures"]["ratelimits"]
     limit = next(b["simple"]["limit"] for b in fixtures if b["name"] == "LIMIT_IP_MISSES")
     statuses = []
-    for isbn in _unknown_isbns(2 * limit + 2):
+    for isbn in isbn_series("978", 2 * limit + 2):
         response = httpx.get(f"{run.base}/search/auto?q={isbn}&maxResults=1", timeout=60)
         statuses.append(response.status_code)
         if response.status_code == 429:
