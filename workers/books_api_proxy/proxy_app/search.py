@@ -296,7 +296,7 @@ class Searcher:
         if query.kind is QueryKind.ISBN:
             assert query.isbn13 is not None
             return await self.isbn(query.isbn13, params.start_index)
-        narrowed = _keyed(replace(params, q=_nonempty(query.text)))
+        narrowed = replace(params, q=_nonempty(query.text))  # search() puts q in its key form
         if query.kind is not QueryKind.TEXT:
             return await self.search(query.kind, narrowed)
         first = await self.search(QueryKind.TEXT, replace(narrowed, start_index=0), promote=True)
