@@ -140,6 +140,12 @@ class WorkersSession:
         counts: dict[str, int] = httpx.get(f"{self.fixture}/__calls", timeout=10).json()["counts"]
         return counts
 
+    def upload(self, csv: str, *, filename: str | None = None) -> httpx.Response:
+        """POST /libraries with the token: one CSV export (named ``filename``, if given)."""
+        path = "/libraries" + (f"?filename={filename}" if filename else "")
+        headers = {**self.auth, "content-type": "text/csv"}
+        return self.warmer("POST", path, content=csv, headers=headers)
+
     def upstream_requests(self, provider: str, path_part: str) -> int:
         """How many requests the fixture upstream got from ``provider`` whose path holds
         ``path_part`` (counts that background warming of other books cannot disturb)."""

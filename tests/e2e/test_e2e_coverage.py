@@ -133,12 +133,7 @@ def test_library_page_is_html_for_browsers_and_json_for_clients(e2e: WorkersSess
     """/libraries/{id}: HTML when the browser asks for it first (no library data without the
     token), the same JSON as before for API clients; the page's script is same-origin."""
     csv = "Title,Author,ISBN\r\nThe Hobbit,J.R.R. Tolkien,9780547928227\r\n"
-    upload = e2e.warmer(
-        "POST",
-        "/libraries?filename=secret-shelf.csv",
-        content=csv,
-        headers={**e2e.auth, "content-type": "text/csv"},
-    )
+    upload = e2e.upload(csv, filename="secret-shelf.csv")
     assert upload.status_code == 201, upload.text
     library = upload.json()["id"]
     browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}

@@ -67,12 +67,7 @@ def test_deep_json_is_refused_and_every_worker_stays_up(
 
 def test_a_cron_running_during_deep_bodies_loses_nothing(e2e: WorkersSession) -> None:
     """Deep bodies sent while a cron tick runs: the tick completes and leaves no lease behind."""
-    upload = e2e.warmer(
-        "POST",
-        "/libraries",
-        content=LONE_AUTHOR_CSV,
-        headers={**e2e.auth, "content-type": "text/csv"},
-    )
+    upload = e2e.upload(LONE_AUTHOR_CSV)
     assert upload.status_code == 201, upload.text
     library = upload.json()["id"]
     with ThreadPoolExecutor(max_workers=4) as pool:

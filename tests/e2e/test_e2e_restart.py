@@ -22,12 +22,7 @@ def test_cache_and_libraries_survive_a_restart(e2e: WorkersSession) -> None:
     params = {"q": AUTHOR, "maxResults": 10}
     first = e2e.proxy("search/auto", params)
     assert first.status_code == 200, first.text
-    upload = e2e.warmer(
-        "POST",
-        "/libraries",
-        content=LIBRARY_CSV,
-        headers={**e2e.auth, "content-type": "text/csv"},
-    )
+    upload = e2e.upload(LIBRARY_CSV)
     assert upload.status_code in (200, 201, 202), upload.text
     library = upload.json()["id"]
     before = e2e.warmer("GET", f"/libraries/{library}", headers=e2e.auth).json()

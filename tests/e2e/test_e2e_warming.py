@@ -98,12 +98,7 @@ def test_upload_warm_by_cron_then_served_from_cache(e2e: WorkersSession) -> None
     """Upload -> cron ticks to 100% -> every ISBN is a proxy cache hit with no upstream call."""
     assert set(_tiers(e2e).values()) == {None}, "the library's ISBNs must start cold"
 
-    upload = e2e.warmer(
-        "POST",
-        "/libraries",
-        content=goodreads_export(),
-        headers={**e2e.auth, "content-type": "text/csv"},
-    )
+    upload = e2e.upload(goodreads_export())
     assert upload.status_code in (200, 201, 202), upload.text
     lib = library_id(upload.json())
 
@@ -159,12 +154,7 @@ def test_a_20_book_upload_is_warm_within_60_s_with_no_cron(e2e: WorkersSession) 
     for isbn13, _, title, author in QUEUE_LIBRARY:
         writer.writerow([title, author, isbn13])
     started = time.monotonic()
-    upload = e2e.warmer(
-        "POST",
-        "/libraries",
-        content=out.getvalue(),
-        headers={**e2e.auth, "content-type": "text/csv"},
-    )
+    upload = e2e.upload(out.getvalue())
     assert upload.status_code == 201, upload.text
     lib = library_id(upload.json())
     percent = -1.0
