@@ -39,6 +39,13 @@ def rpc_clone(value: Any, *, path: str = "arg") -> Any:
     raise DataCloneError(f"{type(value).__name__} could not be cloned over RPC ({path})")
 
 
+def rpc_args(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """The positional arguments of an RPC call as they arrive: cloned; keywords refused."""
+    if kwargs:
+        raise TypeError(f"RPC {method}: keyword arguments are not supported; pass positional args")
+    return [rpc_clone(a, path=f"{method} arg {i}") for i, a in enumerate(args)]
+
+
 @dataclass
 class FakeSecret:
     """A Secrets Store binding: the value comes from ``await get()`` (each call is I/O, counted
@@ -149,11 +156,7 @@ class FakeServiceBinding:
             raise AttributeError(method)
 
         async def rpc(*args: Any, **kwargs: Any) -> Any:
-            if kwargs:
-                raise TypeError(
-                    f"RPC {method}: keyword arguments are not supported; pass positional args"
-                )
-            cloned = [rpc_clone(a, path=f"{method} arg {i}") for i, a in enumerate(args)]
+            cloned = rpc_args(method, args, kwargs)
             self._log.append(Traffic(self._caller, self._binding, "rpc", method, {}, repr(args)))
 
             async def call(entry: Any) -> Any:

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from workers import DurableObject, FetchResponse, JsDict, Request, Response
 
-from .bindings import FakeContext, Traffic, rpc_clone
+from .bindings import FakeContext, Traffic, rpc_args, rpc_clone
 
 SQL_MAX_PARAMS = 100
 JS_MAX_SAFE_INTEGER = 2**53 - 1
@@ -476,11 +476,7 @@ class FakeDurableObjectStub:
             raise AttributeError(method)
 
         async def rpc(*args: Any, **kwargs: Any) -> Any:
-            if kwargs:
-                raise TypeError(
-                    f"RPC {method}: keyword arguments are not supported; pass positional args"
-                )
-            cloned = [rpc_clone(a, path=f"{method} arg {i}") for i, a in enumerate(args)]
+            cloned = rpc_args(method, args, kwargs)
             self._log("do-rpc", f"{self.name}.{method}", {}, repr(args))
 
             def call(instance: Any) -> Any:
