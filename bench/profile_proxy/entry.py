@@ -9,6 +9,8 @@ bench/workerd.py runs it beside a link to ``proxy_app`` (the real app, nothing c
   response), plus probes of single costs (one KV read, the request log line, ...).
 * ``GET /__profile/cprofile?path=<path>&n=<n>``: the same loop under cProfile; the top
   functions by own time and by cumulative time.
+* ``GET /__profile/miss?isbns=<isbn,...>``: each ISBN (fresh: a merged miss) handled once under
+  cProfile: the proxy's Python time per miss and its top functions.
 """
 
 import cProfile
@@ -69,6 +71,9 @@ class Default(WorkerEntrypoint):
         n = int(params.get("n", "100"))
         if url.path == "/__profile/stages":
             body = await self._stages(target, n, params.get("key"))
+        elif url.path == "/__profile/miss":
+            isbns = [i for i in params.get("isbns", "").split(",") if i]
+            body = await self._miss(f"{url.scheme}://{url.netloc}", isbns)
         else:
             body = await self._cprofile(target, n, int(params.get("top", "30")))
         return Response(json.dumps(body), headers=_JSON)
@@ -186,6 +191,18 @@ class Default(WorkerEntrypoint):
         )
         timed("print(line)", lambda: print(line))
         timed("js.console.log(line)", lambda: js.console.log(line))
+        # The per-client limits' call (wrangler dev simulates the binding with a Durable Object
+        # that writes SQLite on every call) against the Python side of awaiting any JS promise.
+        limiter = getattr(self.env, "LIMIT_IP_REQUESTS", None)
+        if limiter is not None:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await limiter.limit(key="probe")
+            probes["ratelimit.limit()"] = _us(time.perf_counter() - t0, n)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await js.Promise.resolve(None)
+        probes["await resolved JS promise"] = _us(time.perf_counter() - t0, n)
         secret = getattr(self.env, "GOOGLE_BOOKS_API_KEY", None)
         if secret is not None:
             t0 = time.perf_counter()
@@ -274,6 +291,32 @@ class Default(WorkerEntrypoint):
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
         out["cprofile (KV in memory)"] = text.getvalue().splitlines()
         return out
+
+    async def _miss(self, base, isbns):
+        """Merged misses (fresh ISBNs) handled by the proxy under cProfile: the Python time of
+        one miss in this worker (the sum of every function's own time; awaits of I/O and of
+        the other workers are not in it), and its top functions."""
+        profiler = cProfile.Profile()
+        statuses = []
+        started = time.perf_counter()
+        for isbn in isbns:
+            req = await read_request(RuntimeRequest(js.Request.new(f"{base}/search/auto?q={isbn}")))
+            profiler.enable()
+            resp = await self._app().handle(req)
+            profiler.disable()
+            statuses.append((resp.status, resp.headers.get("x-cache")))
+        wall = time.perf_counter() - started
+        stats = pstats.Stats(profiler)
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
+        n = max(len(isbns), 1)
+        return {
+            "misses": len(isbns),
+            "statuses": statuses,
+            "wall_ms_per_miss": round(wall * 1000 / n, 1),
+            "python_ms_per_miss": round(stats.total_tt * 1000 / n, 2),
+            "tottime": text.getvalue().splitlines(),
+        }
 
     async def _cprofile(self, target, n, top):
         marks = [0.0, 0.0, 0.0, 0.0]
