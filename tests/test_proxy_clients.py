@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import tomllib
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from proxy_app.clients import (
     LIMIT_PERIOD_S,
     MISS_LIMITS,
     REQUEST_LIMITS,
+    Refusals,
     Scope,
     UnknownAppKey,
     identify,
@@ -81,6 +83,11 @@ def test_every_environment_binds_the_four_limits(env: str | None) -> None:
         assert not set(ids) & {b["namespace_id"] for b in TOP["ratelimits"]}
 
 
+def _window_left(now: float) -> str:
+    """The Retry-After of a refusal at ``now``: whole seconds to the end of its window."""
+    return str(max(1, math.ceil((now // LIMIT_PERIOD_S + 1) * LIMIT_PERIOD_S - now)))
+
+
 def _distinct_isbns(n: int) -> list[str]:
     """n valid ISBN-13s nobody knows (each one a cache miss)."""
     return isbn_series("978", n)
@@ -103,7 +110,7 @@ async def test_misses_past_the_ip_limit_get_429_before_any_upstream_call() -> No
         assert status == 429
         assert body["error"]["code"] == "too_many_requests"
         assert body["error"]["limit"] == "ip cache misses"
-        assert headers["retry-after"] == str(int(LIMIT_PERIOD_S))
+        assert headers["retry-after"] == _window_left(system.clock())
         assert len(up.requests) == calls, "a refused miss must not reach any provider"
         status, hit, _ = await get(system, f"/search/auto?q={DUNE}")
         assert (status, hit["cache"]) == (200, "kv")
@@ -187,3 +194,57 @@ async def test_health_and_metrics_polls_are_not_counted() -> None:
     with mocked():
         status, _, _ = await get(system, f"/search/auto?q={DUNE}")
     assert status == 200, "the polls left the search allowance untouched"
+
+
+async def test_a_refused_client_is_remembered_until_its_window_ends() -> None:
+    """Past its request limit, a client's further requests in the same window are refused by the
+    isolate alone: no binding call, no cache read, Retry-After counting down to the window's end;
+    the next window counts it again."""
+    limit = LIMITS["LIMIT_IP_REQUESTS"]
+    system = make_system()
+    counter = system.rate_limits[str(_namespace("LIMIT_IP_REQUESTS"))]
+    kv = system.kv("books_api_proxy", "CACHE")
+    with mocked():
+        statuses = [(await get(system, f"/search/auto?q={DUNE}"))[0] for _ in range(limit + 1)]
+        assert statuses[-2:] == [200, 429]
+        calls, reads = len(counter.calls), kv.ops.get("get", 0)
+        for _ in range(50):
+            status, body, headers = await get(system, f"/search/auto?q={DUNE}")
+            assert (status, body["error"]["limit"]) == (429, "ip requests")
+        system.clock.advance(7)
+        _, _, headers = await get(system, f"/search/auto?q={DUNE}")
+        assert headers["retry-after"] == _window_left(system.clock())
+        assert (len(counter.calls), kv.ops.get("get", 0)) == (calls, reads)
+        _, metrics, _ = await get(system, "/metrics")
+        assert metrics["counters"]["limited.remembered"] == 51
+        other, _, _ = await get(
+            system, f"/search/auto?q={DUNE}", headers={"cf-connecting-ip": "192.0.2.7"}
+        )
+        assert other == 200, "another client is not refused with it"
+        system.clock.advance(int(headers["retry-after"]))
+        status, _, _ = await get(system, f"/search/auto?q={DUNE}")
+    assert status == 200
+    assert len(counter.calls) == calls + 2, "counted again in the next window"
+
+
+def _namespace(binding: str) -> str:
+    return next(b["namespace_id"] for b in TOP["ratelimits"] if b["name"] == binding)
+
+
+def test_refusals_end_with_their_window_and_stay_bounded() -> None:
+    """A refusal lasts to the end of the window it happened in; past ``max_entries`` the expired
+    go first, then the oldest."""
+    refusals = Refusals(period_s=60, max_entries=3)
+    assert refusals.remember("L", "a", now=125.0) == 180.0
+    assert refusals.until("L", "a", 179.9) == 180.0
+    assert refusals.until("M", "a", 130.0) is None, "per binding"
+    assert refusals.until("L", "a", 180.0) is None
+    assert len(refusals) == 0
+    for i, key in enumerate("abc"):
+        refusals.remember("L", key, now=200.0 + i)
+    refusals.remember("L", "d", now=203.0)
+    assert len(refusals) == 3
+    assert refusals.until("L", "a", 204.0) is None, "the oldest was forgotten"
+    assert refusals.until("L", "d", 204.0) == 240.0
+    refusals.remember("L", "e", now=250.0)  # b, c and d have expired: all go
+    assert len(refusals) == 1

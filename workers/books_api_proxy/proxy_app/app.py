@@ -179,6 +179,10 @@ class App:
             return preflight(origins, request)
         response = await self._identified(request, log)
         if response is None:
+            remembered = self.gate.remembered()
+            if remembered is not None:  # refused earlier in this window: no route, no count
+                response = self._limited(remembered, log)
+        if response is None:
             # The request limit is asked while the route runs (a hit's KV read overlaps the
             # limiter's round trip); a miss waits for it before any upstream call (admit_miss).
             self.gate.start_request()
@@ -195,10 +199,13 @@ class App:
         try:
             await self.gate.admitted()
         except TooManyRequests as exc:
-            log.warning("client.limited", scope=self.gate.client.scope.value, limit=exc.scope)
-            self.isolate.metrics.incr(f"limited.{self.gate.client.scope.value}")
-            return error_for(exc)
+            return self._limited(exc, log)
         return None
+
+    def _limited(self, exc: TooManyRequests, log: Log) -> Response:
+        log.warning("client.limited", scope=self.gate.client.scope.value, limit=exc.scope)
+        self.isolate.metrics.incr(f"limited.{self.gate.client.scope.value}")
+        return error_for(exc)
 
     async def _identified(self, request: Request, log: Log) -> Response | None:
         """Identify the caller (``self.gate``): None to go on, else the refusal (401)."""
@@ -215,7 +222,8 @@ class App:
                 "the bearer token is not a known app key; send none to be counted by IP",
             )
         # /health and /metrics cost no upstream call and are polled by monitors: not counted.
-        self.gate = Gate(self.env, client if request.path not in UNCOUNTED else INTERNAL)
+        counted = client if request.path not in UNCOUNTED else INTERNAL
+        self.gate = Gate(self.env, counted, self.isolate.refusals)
         return None
 
     async def _guarded(self, op: Callable[[], Awaitable[Response]]) -> Response:
@@ -470,6 +478,8 @@ def _routes() -> Router:
 ROUTES = _routes()
 
 
-def build_app(env: WorkerEnv, isolate: Isolate) -> App:
+def build_app(
+    env: WorkerEnv, isolate: Isolate, *, client_factory: ClientFactory = httpx.AsyncClient
+) -> App:
     """The App for one invocation (cheap: settings, routes and state live in ``isolate``)."""
-    return App(env, isolate)
+    return App(env, isolate, client_factory=client_factory)

@@ -16,6 +16,9 @@ The rule (README "Per-client limits"):
 
 The limits themselves are Cloudflare Rate Limiting bindings (``[[ratelimits]]`` in the config:
 limit per 10 or 60 s period), counted across isolates. A missing binding means "no limit".
+A caller a limit refused is remembered by the isolate (`Refusals`) until the end of the window
+that refused it: its further requests are refused without asking the binding again (a flood
+from one refused client costs this isolate no binding call and no cache read).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,7 +37,8 @@ APP_KEYS_SECRET = "PROXY_APP_KEYS"
 # Scope -> the Rate Limiting binding that counts it.
 REQUEST_LIMITS = {"ip": "LIMIT_IP_REQUESTS", "app": "LIMIT_APP_REQUESTS"}
 MISS_LIMITS = {"ip": "LIMIT_IP_MISSES", "app": "LIMIT_APP_MISSES"}
-LIMIT_PERIOD_S = 60.0  # every limit's `simple.period` (a test checks the configs): Retry-After
+LIMIT_PERIOD_S = 60.0  # every limit's `simple.period` (a test checks the configs)
+REFUSALS_MAX = 10_000  # callers remembered per isolate; the oldest are forgotten first
 
 
 class Scope(StrEnum):
@@ -98,12 +104,63 @@ def identify(request: Request, app_keys: tuple[str, ...]) -> Client:
     raise UnknownAppKey
 
 
+class Refusals:
+    """Callers a limit refused, each until the end of the window that refused it (per isolate).
+
+    The bindings count in fixed windows of ``period_s`` on the clock (``now // period``), so a
+    refused caller stays refused until its window ends: asking again before then would cost a
+    binding call and change nothing. No clock of its own: the caller passes ``now``;
+    ``on_remembered`` is called for each refusal answered from memory (a metric).
+    """
+
+    def __init__(
+        self,
+        *,
+        period_s: float = LIMIT_PERIOD_S,
+        max_entries: int = REFUSALS_MAX,
+        on_remembered: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.period_s = period_s
+        self._max = max_entries
+        self._on_remembered = on_remembered
+        self._until: dict[tuple[str, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def until(self, binding: str, key: str, now: float) -> float | None:
+        """When ``key``'s refusal by ``binding`` ends, or None when it is not refused now."""
+        until = self._until.get((binding, key))
+        if until is None:
+            return None
+        if until <= now:
+            del self._until[(binding, key)]
+            return None
+        self._on_remembered()
+        return until
+
+    def remember(self, binding: str, key: str, now: float) -> float:
+        """Remember that ``binding`` refused ``key`` at ``now``; the end of that window."""
+        if len(self._until) >= self._max:
+            self._forget(now)
+        until = (now // self.period_s + 1) * self.period_s
+        self._until[(binding, key)] = until
+        return until
+
+    def _forget(self, now: float) -> None:
+        for entry in [k for k, until in self._until.items() if until <= now]:
+            del self._until[entry]
+        while len(self._until) >= self._max:  # still full: the oldest refusals go first
+            del self._until[next(iter(self._until))]
+
+
 class Gate:
     """The limits of one request's caller over the env's Rate Limiting bindings."""
 
-    def __init__(self, env: WorkerEnv, client: Client) -> None:
+    def __init__(self, env: WorkerEnv, client: Client, refusals: Refusals | None = None) -> None:
         self._env = env
         self.client = client
+        self._refusals = refusals if refusals is not None else Refusals()
         self._admission: asyncio.Future[None] | None = None
 
     def start_request(self) -> None:
@@ -122,11 +179,29 @@ class Gate:
             return
         await asyncio.shield(self._admission)
 
+    def remembered(self) -> TooManyRequests | None:
+        """The refusal of this request's count that the isolate remembers, else None (no
+        binding call: checked before the route runs, so a refused caller costs no read)."""
+        if not self.client.limited:
+            return None
+        binding = REQUEST_LIMITS[self.client.scope.value]
+        until = self._refusals.until(binding, self.client.key, self._env.clocks.wall())
+        return None if until is None else self._refusal("requests", until)
+
+    def _refusal(self, what: str, until: float) -> TooManyRequests:
+        # Retry-After: the end of the refusing window (whole seconds, at least 1).
+        retry_after = max(1.0, math.ceil(until - self._env.clocks.wall()))
+        return TooManyRequests(f"{self.client.scope.value} {what}", retry_after)
+
     async def _take(self, binding: str, what: str) -> None:
-        limiter = self._env.rate_limit(binding)
-        if limiter is None or await limiter.allow(self.client.key):
-            return
-        raise TooManyRequests(f"{self.client.scope.value} {what}", LIMIT_PERIOD_S)
+        key = self.client.key
+        until = self._refusals.until(binding, key, self._env.clocks.wall())
+        if until is None:
+            limiter = self._env.rate_limit(binding)
+            if limiter is None or await limiter.allow(key):
+                return
+            until = self._refusals.remember(binding, key, self._env.clocks.wall())
+        raise self._refusal(what, until)
 
     async def admit_request(self) -> None:
         """Count one request.

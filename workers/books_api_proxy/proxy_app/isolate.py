@@ -27,6 +27,7 @@ from bookmeta import (
     current_clocks,
 )
 
+from .clients import Refusals
 from .config import VAR_NAMES, Settings, load_settings
 
 BREAKER_FAILURE_THRESHOLD = 3
@@ -67,6 +68,8 @@ class Isolate:
         self._limiters: dict[str, RateLimiter] = {}
         self._settings = SettingsCache(VAR_NAMES, load_settings)
         self.secrets = SecretCache(ttl_s=SECRET_TTL_S, clock=_monotonic)
+        # Callers the per-client limits refused, until their window ends (clients.py).
+        self.refusals = Refusals(on_remembered=lambda: self.metrics.incr("limited.remembered"))
 
     def settings(self, env: WorkerEnv) -> Settings | ConfigError:
         """``load_settings(env)`` once per isolate, or the ConfigError it raised."""
