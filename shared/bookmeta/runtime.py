@@ -13,17 +13,21 @@ import importlib.util
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
+import httpx
 from workers import Response as RuntimeResponse
 
 try:  # on workerd: build the JS Response in one conversion (the SDK converts header by header)
+    from js import AbortSignal as _JsAbortSignal
     from js import Object as _JsObject
     from js import Response as _JsResponse
+    from js import fetch as _js_fetch
     from pyodide.ffi import to_js as _to_js
 except ImportError:  # CPython (tests): the SDK's Response, which the harness stub models
     _JsResponse = None
+    _js_fetch = None
 
 from ._env import Clocks, current_clocks
 from ._errors import PayloadTooLarge, UpstreamError
@@ -156,6 +160,91 @@ def to_runtime_response(response: Response) -> Any:
         {"status": response.status, "headers": headers}, dict_converter=_JsObject.fromEntries
     )
     return _JsResponse.new(_to_js(body) if isinstance(body, bytes) else body, init)
+
+
+# Set by fetch itself (or meaningless for it): never copied from httpx's request.
+_FETCH_SETS = frozenset(
+    {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "accept-encoding"}
+)
+# Describe the bytes on the wire, which fetch has already decoded.
+_FETCH_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+JsFetch = Callable[[str, Any], Awaitable[Any]]
+
+
+def _js_init(init: dict[str, Any]) -> Any:
+    if _JsResponse is None:  # CPython: the fake fetch takes the dict
+        return init
+    return _to_js(init, dict_converter=_JsObject.fromEntries)
+
+
+def _timeout_s(extensions: Mapping[str, Any]) -> float | None:
+    """One deadline for the whole fetch: the longest of httpx's connect/read/write/pool."""
+    timeout = extensions.get("timeout") or {}
+    values = [float(v) for v in timeout.values() if v is not None]
+    return max(values) if values else None
+
+
+def _timed_out(exc: Exception) -> bool:
+    # AbortSignal.timeout() rejects with a DOMException named TimeoutError.
+    name = str(getattr(exc, "name", "") or "")
+    return name in ("TimeoutError", "AbortError") or "TimeoutError" in str(exc)
+
+
+class FetchTransport(httpx.AsyncBaseTransport):
+    """httpx's transport over the runtime's ``fetch``: one subrequest per request.
+
+    The plain httpx wheel otherwise speaks HTTP/1.1 itself over Pyodide's socket emulation
+    (httpcore, h11, anyio and an SSL context per client: most of a miss's CPU on workerd).
+    The timeout becomes an ``AbortSignal``; a fetch that fails raises httpx's ``ConnectError``,
+    one that runs out of time ``ReadTimeout``, as the socket transport would. Redirects are
+    followed by fetch; the body arrives decoded, so its encoding headers are dropped.
+    """
+
+    def __init__(self, fetch: JsFetch | None = None) -> None:
+        self._fetch = fetch or _js_fetch
+        if self._fetch is None:
+            raise RuntimeError("FetchTransport needs the Workers runtime (or a fetch to call)")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        init: dict[str, Any] = {
+            "method": request.method,
+            "headers": [
+                [k, v] for k, v in request.headers.multi_items() if k.lower() not in _FETCH_SETS
+            ],
+        }
+        body = await request.aread()
+        if body:
+            init["body"] = body if _JsResponse is None else _to_js(body)
+        timeout_s = _timeout_s(request.extensions)
+        if timeout_s is not None and _JsResponse is not None:
+            init["signal"] = _JsAbortSignal.timeout(max(1, int(timeout_s * 1000)))
+        try:
+            raw = await self._fetch(str(request.url), _js_init(init))
+            content = bytes((await raw.arrayBuffer()).to_bytes())
+        except Exception as exc:  # a JsException: name the failure as httpx would
+            message = f"fetch {request.method} {request.url.host}: {type(exc).__name__}"
+            if _timed_out(exc):
+                raise httpx.ReadTimeout(message, request=request) from None
+            raise httpx.ConnectError(message, request=request) from None
+        headers = [
+            (k, v) for k, v in _fetched_headers(raw).items() if k.lower() not in _FETCH_DECODED
+        ]
+        return httpx.Response(int(raw.status), headers=headers, content=content, request=request)
+
+
+def _fetched_headers(raw: Any) -> dict[str, str]:
+    if _JsResponse is None:
+        return _headers(raw.headers)
+    return _headers(_JsObject.fromEntries(raw.headers).to_py())
+
+
+def fetch_client() -> httpx.AsyncClient:
+    """On workerd an ``httpx.AsyncClient`` whose requests are runtime fetches (`FetchTransport`,
+    no proxy variables read: the runtime has none); in CPython (the harness runs the entry
+    modules) a plain one, which respx mocks."""
+    if _js_fetch is None:
+        return httpx.AsyncClient()
+    return httpx.AsyncClient(transport=FetchTransport(), trust_env=False)
 
 
 class KVBinding:

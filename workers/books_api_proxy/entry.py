@@ -2,7 +2,7 @@
 
 from workers import WorkerEntrypoint
 
-from bookmeta.runtime import EnvMemo, RuntimeEnv, read_request, to_runtime_response
+from bookmeta.runtime import EnvMemo, RuntimeEnv, fetch_client, read_request, to_runtime_response
 from proxy_app import Isolate, build_app
 
 _ISOLATE = Isolate()  # per-isolate state: breakers, limiters, single-flight, metrics
@@ -11,7 +11,8 @@ _ENV = EnvMemo()  # the isolate's bindings and vars, looked up once (the hot pat
 
 class Default(WorkerEntrypoint):
     def _app(self):
-        return build_app(RuntimeEnv(self.env, self.ctx, memo=_ENV), _ISOLATE)
+        env = RuntimeEnv(self.env, self.ctx, memo=_ENV)
+        return build_app(env, _ISOLATE, client_factory=fetch_client)
 
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))

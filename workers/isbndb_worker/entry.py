@@ -2,7 +2,13 @@
 
 from workers import DurableObject, WorkerEntrypoint
 
-from bookmeta.runtime import RuntimeEnv, SqlBinding, read_request, to_runtime_response
+from bookmeta.runtime import (
+    RuntimeEnv,
+    SqlBinding,
+    fetch_client,
+    read_request,
+    to_runtime_response,
+)
 from isbndb_app import Isolate, KeyGuardObject, build_app
 
 _ISOLATE = Isolate()  # per-isolate state: breaker, LRU caches, known refusals, metrics
@@ -24,7 +30,7 @@ class IsbndbKeyGuard(DurableObject):
 
 class Default(WorkerEntrypoint):
     def _app(self):
-        return build_app(RuntimeEnv(self.env, self.ctx), _ISOLATE)
+        return build_app(RuntimeEnv(self.env, self.ctx), _ISOLATE, http_factory=fetch_client)
 
     async def fetch(self, request):
         return to_runtime_response(await self._app().handle(await read_request(request)))
