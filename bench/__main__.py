@@ -123,7 +123,8 @@ def _print_workerd(w: dict[str, Any]) -> None:
           f"session CPU ms/request {t['session_cpu_ms_per_request']}")  # fmt: skip
     m = w["merged_miss"]
     print(f"-- merged miss (3 providers): p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, "
-          f"session CPU {m['session_cpu_ms_per_miss']} ms per miss")  # fmt: skip
+          f"session CPU {m['session_cpu_ms_per_miss']} ms per miss "
+          f"{m.get('session_cpu_ms_per_miss_by_process', '')}")  # fmt: skip
     for name, f in w["session_start_s"].items():
         print(f"-- session start, {name}: listening {f['listening_s']} s, "
               f"first answer {f['first_answer_s']} s")  # fmt: skip
@@ -144,7 +145,8 @@ def _print_workerd(w: dict[str, Any]) -> None:
             print(f"   probes {f['probes_us']}")
         elif "python_ms_per_miss" in f:
             print(f"-- inside workerd, merged miss ({f['misses']} fresh ISBNs, the proxy's "
-                  f"invocation): {f['python_ms_per_miss']} ms of Python (cProfile) per miss, "
+                  f"invocation): event loop busy {f.get('busy_ms_per_miss')} ms per miss; "
+                  f"{f['python_ms_per_miss']} ms under cProfile (inflated by it), "
                   f"{f['wall_ms_per_miss']} ms wall; answers {f['statuses']}")  # fmt: skip
             print("\n".join(f["tottime"][:30]))
         elif "tottime" in f:
