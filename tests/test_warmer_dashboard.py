@@ -30,7 +30,7 @@ def row(**overrides: Any) -> LibraryRow:
         "id": "20260101t000000-abcdef",
         "title": "a.csv",
         "source": "CSV export",
-        "status": Status(State.WARMING, "warming", "about 15 minutes (the run at 00:30 UTC)"),
+        "status": Status(State.WARMING, "warming", "about 15 minutes (about 00:30 UTC)"),
         "bars": (Bar("isbns", "Books (ISBNs)", 5, 10, "5 of 10 looked up"),),
     }
     return LibraryRow(**{**values, **overrides})
@@ -42,7 +42,7 @@ def test_render_shows_a_labelled_bar_the_state_in_words_and_a_link() -> None:
     page = render_dashboard([row()], max_upload_bytes=10 * 1024 * 1024)
     assert '<a href="/libraries/20260101t000000-abcdef">a.csv</a>' in page
     assert '<span class="state">warming</span>' in page
-    assert "Expected: about 15 minutes (the run at 00:30 UTC)" in page
+    assert "Expected: about 15 minutes (about 00:30 UTC)" in page
     assert (
         '<label for="bar-20260101t000000-abcdef-isbns">Books (ISBNs)'
         '<span class="vh"> in a.csv</span></label>'

@@ -54,7 +54,7 @@ def _actions(view: LibraryView) -> str:
     warm_note = (
         "Nothing is pending."
         if done
-        else "Runs one batch now, within the same budgets as the 15-minute cron."
+        else "Runs one batch now, within the same budgets as the queue's batches."
     )
     retry_note = (
         "Queues the failed items again; they count as pending until a run warms them."

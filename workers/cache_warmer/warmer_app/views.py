@@ -9,7 +9,7 @@ plain text, escaped where it is written into a page.
 States, derived from ``status`` and the last run's ``stoppedBy``:
 
 =======================  =============================================================
-queued                   imported, no run has worked it yet
+queued                   imported, no batch warmed yet
 warming                  runs are working it (stopped by the run's subrequest or time
                          budget, or items were queued again by a retry or the nightly check)
 waiting_for_budget       the last run stopped on a provider's daily budget
@@ -21,7 +21,6 @@ done_with_failures       every item looked up, some failed (listed with their re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ from enum import StrEnum
 from typing import Any
 
 from .budget import PROVIDERS
-from .jobs import CRON_INTERVAL_S
 from .verify import utc_day
 
 PROVIDER_NAMES = {
@@ -47,7 +45,11 @@ FORMAT_NAMES = {
 }
 KIND_LABELS = (("isbns", "Books (ISBNs)"), ("author", "Authors"))
 ALL_ITEMS_LABEL = "Books and authors"
-CRON_WORDS = "runs every 15 minutes, oldest library first"
+# Warming is queue-driven: batches run as the queue delivers them, and the */15 cron only
+# re-sends what got stuck, so the owner is told about the queue, not the cron cadence.
+QUEUE_WORDS = (
+    "the queue delivers batches within seconds; a check every 15 minutes re-sends any stuck"
+)
 NO_ISBN_REASON = "no ISBN (its author is still warmed)"
 
 
@@ -204,19 +206,16 @@ def last_run_words(view: Mapping[str, Any]) -> str:
 # -- state and ETA ---------------------------------------------------------------------------
 
 
-def next_run_at(epoch_s: float) -> float:
-    """The first ``*/15`` cron run at or after ``epoch_s`` (runs fire at :00, :15, :30, :45)."""
-    return math.ceil(epoch_s / CRON_INTERVAL_S) * CRON_INTERVAL_S
-
-
 def _eta_words(view: Mapping[str, Any], *, now: float) -> str:
-    # The rate's estimate is continuous, but only cron runs warm: the last items are done by
-    # the run at or after it, which is what the owner can expect.
+    # The queue warms continuously, so the rate's estimate is the expected time itself; one
+    # already past means the queue is behind its pace (retries, a slow provider).
     eta = view.get("eta")
     if not isinstance(eta, Mapping):
-        return f"known once a run has warmed something ({CRON_WORDS})"
-    run_at = next_run_at(max(float(eta.get("at") or 0.0), now))
-    return f"{human_duration(run_at - now)} (the run at {utc_time(run_at, now=now)})"
+        return f"known once a batch has been warmed ({QUEUE_WORDS})"
+    at = float(eta.get("at") or 0.0)
+    if at <= now:
+        return "any moment now (past the estimate: the queue is still working through it)"
+    return f"{human_duration(at - now)} (about {utc_time(at, now=now)})"
 
 
 def status_of(view: Mapping[str, Any], *, now: float) -> Status:
@@ -238,7 +237,7 @@ def status_of(view: Mapping[str, Any], *, now: float) -> Status:
             return Status(
                 State.WARMING,
                 "warming: the daily budgets were renewed at 00:00 UTC",
-                f"at the next run ({CRON_WORDS})",
+                "soon: the queue re-delivers the batches it held back for the budgets",
             )
         return Status(
             State.WAITING_FOR_BUDGET,
@@ -253,7 +252,9 @@ def status_of(view: Mapping[str, Any], *, now: float) -> Status:
         )
     if view.get("status") == "queued":
         return Status(
-            State.QUEUED, "queued: no run has worked it yet", f"starts at a run ({CRON_WORDS})"
+            State.QUEUED,
+            "queued: no batch has been warmed yet",
+            f"starts when the first batch is delivered ({QUEUE_WORDS})",
         )
     return Status(State.WARMING, "warming", _eta_words(view, now=now))
 
