@@ -48,8 +48,11 @@ def test_normalize_display(raw: str, expected: str) -> None:
         pytest.param("Bront\u00eb", "bronte", id="diaeresis"),
         pytest.param("Gabriel Garc\u00eda M\u00e1rquez", "gabriel garcia marquez", id="acute"),
         pytest.param("Stra\u00dfe", "strasse", id="casefold-sharp-s"),
-        pytest.param("Ender's Game", "enders game", id="apostrophe-dropped"),
-        pytest.param("Ender\u2019s Game", "enders game", id="curly-apostrophe"),
+        pytest.param("Ender's Game", "ender's game", id="apostrophe-in-a-word-kept"),
+        pytest.param("Tim O\u2019Brien", "tim o'brien", id="curly-apostrophe-is-ascii"),
+        pytest.param("Flannery O\u02bcConnor", "flannery o'connor", id="modifier-apostrophe"),
+        pytest.param("'Dune' by 'Herbert", "dune by herbert", id="quotes-spaced"),
+        pytest.param("o''brien", "o brien", id="doubled-apostrophe-spaced"),
         pytest.param("J.R.R. Tolkien", "j r r tolkien", id="initials"),
         pytest.param("J. R. R. Tolkien", "j r r tolkien", id="spaced-initials"),
         pytest.param("Dune: Part-One!", "dune part one", id="punctuation"),
@@ -89,10 +92,11 @@ def test_normalize_key(raw: str, expected: str) -> None:
         ("Python 3.11", "Python 311"),
         ("Python 3.11", "Python 3 11"),
         ("Dune -Messiah", "Dune Messiah"),
+        ("Tim O'Brien", "Tim OBrien"),
     ],
 )
 def test_queries_that_differ_upstream_never_share_a_key(one: str, other: str) -> None:
-    """Characters that change what a provider searches for (+ # and some . and -) stay."""
+    """Characters that change what a provider searches for (+ # ' and some . and -) stay."""
     assert normalize_key(one) != normalize_key(other)
 
 
@@ -102,7 +106,8 @@ def test_queries_that_differ_upstream_never_share_a_key(one: str, other: str) ->
         ("J.R.R. Tolkien", "J. R. R. Tolkien"),
         ("Frank HERBERT", "  frank   herbert "),
         ("Dune: Part-One!", "dune part one"),
-        ("Ender's Game", "Enders Game"),
+        ("Tim O'Brien", "tim o\u2019brien"),
+        ("'Dune'", "Dune"),
     ],
 )
 def test_queries_that_mean_the_same_upstream_still_share_a_key(one: str, other: str) -> None:

@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 # v2: normalize_key keeps + # and word-leading . - (C++ and C# were one key in v1).
+# Not bumped when word-internal apostrophes started to be kept: only keys with one change
+# (o'brien), and an old entry still reachable ("obrien") came from that same upstream text.
 KEY_VERSION = "v2"
 MAX_KEY_BYTES = 512
 # The warmer <-> proxy contract (ARCHITECTURE.md): the proxy's default langRestrict, the

@@ -70,8 +70,11 @@ _PREFIX_KINDS = {
     "intitle": QueryKind.TITLE,
     "title": QueryKind.TITLE,
 }
-# Apostrophes are dropped, not spaced, so "Ender's" and "Enders" share a key.
+# Apostrophes (ASCII, right single quote, modifier letter) are one "'", kept inside a word
+# (O'Brien, L'Engle, Ender's) and a space elsewhere (quotes around a word): the key form is also
+# the text sent upstream, and providers match "o'brien", not "obrien".
 _APOSTROPHES = frozenset("'\u2019\u02bc")
+_APOSTROPHE = "'"
 # Combining Diacritical Marks, its Extended and Supplement blocks, and those for symbols and halves.
 _DIACRITIC_BLOCKS = (
     (0x0300, 0x036F),
@@ -125,16 +128,21 @@ def _is_digit(ch: str) -> bool:
 
 
 def _place_word_leading(chars: str) -> str:
-    """Turn the ``.`` and ``-`` of ``chars`` that carry no meaning upstream into spaces."""
+    """Turn the ``.``, ``-`` and ``'`` of ``chars`` that carry no meaning upstream into spaces:
+    ``.`` and ``-`` stay where they start a word (and ``.`` between digits), ``'`` between two
+    letters or digits."""
     out: list[str] = []
     last = len(chars) - 1
     for i, ch in enumerate(chars):
-        if ch in _WORD_LEADING:
+        if ch in _WORD_LEADING or ch == _APOSTROPHE:
             before = out[-1] if out else " "
             after = chars[i + 1] if i < last else " "
-            starts_word = before == " " and _is_alnum(after)
-            decimal = ch == "." and _is_digit(before) and _is_digit(after)
-            ch = ch if starts_word or decimal else " "
+            if ch == _APOSTROPHE:
+                kept = _is_alnum(before) and _is_alnum(after)
+            else:
+                starts_word = before == " " and _is_alnum(after)
+                kept = starts_word or (ch == "." and _is_digit(before) and _is_digit(after))
+            ch = ch if kept else " "
         out.append(ch)
     return "".join(out)
 
@@ -146,6 +154,7 @@ def _fold_once(q: str) -> str:
         if _is_diacritic(ch):
             continue
         if ch in _APOSTROPHES:
+            out.append(_APOSTROPHE)
             continue
         kept = unicodedata.category(ch)[0] in "LNM" or ch in _KEPT or ch in _WORD_LEADING
         out.append(ch if kept else " ")
@@ -153,14 +162,13 @@ def _fold_once(q: str) -> str:
     return " ".join(folded.split())
 
 
-# ASCII fast path: NFKC/NFKD are identities, casefold is lower(), no diacritics; the ASCII
-# apostrophe is dropped, + # . - kept (. and - then placed), every other non-alphanumeric
-# character becomes a space.
+# ASCII fast path: NFKC/NFKD are identities, casefold is lower(), no diacritics; + # . - '
+# kept (. - ' then placed), every other non-alphanumeric character becomes a space.
 _ASCII_FOLD = str.maketrans(
     {
-        chr(c): (None if chr(c) in _APOSTROPHES else " ")
+        chr(c): " "
         for c in range(128)
-        if not chr(c).isalnum() and chr(c) not in _KEPT | _WORD_LEADING
+        if not chr(c).isalnum() and chr(c) not in _KEPT | _WORD_LEADING | {_APOSTROPHE}
     }
 )
 
@@ -178,7 +186,8 @@ def normalize_key(q: str) -> str:
     """Return the cache-key form of ``q``: case, diacritics, spacing and idle punctuation folded.
 
     NFKC, casefold, NFKD with combining diacritics (U+0300 block and kin) dropped while
-    script-specific marks (virama, dakuten) stay, apostrophes removed; ``+`` and ``#`` kept,
+    script-specific marks (virama, dakuten) stay, apostrophes one ``'`` kept inside a word
+    (``o'brien``) and a space elsewhere; ``+`` and ``#`` kept,
     ``.`` and ``-`` kept where they start a word before a letter or digit (``.net``, ``-word``)
     and ``.`` between digits (``3.11``); every other character that is not a letter, digit or
     mark (of any script) turned into a space, whitespace collapsed and trimmed. Idempotent:
@@ -186,7 +195,7 @@ def normalize_key(q: str) -> str:
     """
     if q.isascii():
         folded = q.lower().translate(_ASCII_FOLD)
-        if "." in folded or "-" in folded:
+        if "." in folded or "-" in folded or _APOSTROPHE in folded:
             folded = _place_word_leading(folded)
         return " ".join(folded.split())
     return _fold_slow(q)

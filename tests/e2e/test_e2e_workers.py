@@ -141,3 +141,18 @@ def test_a_name_in_any_case_is_one_author_search(e2e: WorkersSession) -> None:
     assert again.json()["cache"] != "miss"
     assert again.json()["items"] == first.json()["items"]
     assert e2e.upstream_calls() == calls
+
+
+def test_a_name_with_an_apostrophe_reaches_the_providers_with_it(e2e: WorkersSession) -> None:
+    """`Tim O'Brien` goes upstream as `tim o'brien` (providers match that, not `obrien`): his
+    book is found; `TIM O\u2019BRIEN` (a curly apostrophe) is then the same cache entry."""
+    first = e2e.proxy("search/auto", {"q": "Tim O'Brien", "maxResults": 10})
+    assert first.status_code == 200, first.text
+    found = set().union(*(_isbn13s(item) for item in first.json()["items"]))
+    assert "9780618706419" in found, first.json()
+    calls = e2e.upstream_calls()
+    again = e2e.proxy("search/auto", {"q": "TIM O\u2019BRIEN", "maxResults": 10})
+    assert again.status_code == 200, again.text
+    assert again.json()["cache"] != "miss"
+    assert again.json()["items"] == first.json()["items"]
+    assert e2e.upstream_calls() == calls
