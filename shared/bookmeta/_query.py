@@ -24,6 +24,7 @@ one book list for another.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -127,22 +128,30 @@ def _is_digit(ch: str) -> bool:
     return unicodedata.category(ch) == "Nd"
 
 
+# An apostrophe not between two letters or digits (\w is str.isalnum() plus "_", which the key
+# form has already turned into a space; marks are in neither).
+_LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+
+
 def _place_word_leading(chars: str) -> str:
     """Turn the ``.``, ``-`` and ``'`` of ``chars`` that carry no meaning upstream into spaces:
     ``.`` and ``-`` stay where they start a word (and ``.`` between digits), ``'`` between two
     letters or digits."""
+    if _APOSTROPHE in chars:
+        # A replaced apostrophe and a kept one are both non-alphanumeric: no neighbour's test
+        # changes, so one pass over the input is the same as deciding left to right.
+        chars = _LOOSE_APOSTROPHE.sub(" ", chars)
+    if "." not in chars and "-" not in chars:
+        return chars
     out: list[str] = []
     last = len(chars) - 1
     for i, ch in enumerate(chars):
-        if ch in _WORD_LEADING or ch == _APOSTROPHE:
+        if ch in _WORD_LEADING:
             before = out[-1] if out else " "
             after = chars[i + 1] if i < last else " "
-            if ch == _APOSTROPHE:
-                kept = _is_alnum(before) and _is_alnum(after)
-            else:
-                starts_word = before == " " and _is_alnum(after)
-                kept = starts_word or (ch == "." and _is_digit(before) and _is_digit(after))
-            ch = ch if kept else " "
+            starts_word = before == " " and _is_alnum(after)
+            decimal = ch == "." and _is_digit(before) and _is_digit(after)
+            ch = ch if starts_word or decimal else " "
         out.append(ch)
     return "".join(out)
 
@@ -182,6 +191,7 @@ def _fold_slow(q: str) -> str:
     return folded
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a request folds its query several times
 def normalize_key(q: str) -> str:
     """Return the cache-key form of ``q``: case, diacritics, spacing and idle punctuation folded.
 
