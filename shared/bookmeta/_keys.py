@@ -7,6 +7,7 @@ format or a normalization changes. Keys are capped at 512 UTF-8 bytes (the KV li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from urllib.parse import quote
@@ -80,6 +81,7 @@ def cache_key(kind: str, /, **params: str | int | bool | None) -> str:
     return key
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every hit computes its key
 def search_key(
     kind: str,
     q: str,
@@ -112,6 +114,7 @@ def search_key(
     )
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every ISBN hit computes it
 def isbn_key(isbn: str) -> str:
     """Return the cache key of one book by ISBN, whatever ``maxResults`` a search asked for.
 
