@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bookmeta import UpstreamError, request_json
-from bookmeta.runtime import FetchTransport
+from bookmeta.runtime import FetchTransport, JsError
 
 
 class _ArrayBuffer:
@@ -37,12 +37,6 @@ class _FetchedResponse:
         return _ArrayBuffer(self.body)
 
 
-class _JsError(Exception):
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-
-
 @dataclass
 class FakeFetch:
     """``fetch(url, init)``: the init's options as the runtime reads them; forbidden request
@@ -52,7 +46,7 @@ class FakeFetch:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     async def __call__(self, url: str, init: dict[str, Any]) -> _FetchedResponse:
-        assert set(init) <= {"method", "headers", "body", "signal"}, init
+        assert set(init) <= {"method", "headers", "body", "signal", "redirect"}, init
         names = {name.lower() for name, _ in init["headers"]}
         assert not names & {"host", "connection", "content-length"}, names
         self.calls.append((url, init))
@@ -87,6 +81,7 @@ async def test_a_get_is_one_fetch_and_its_answer_an_httpx_response() -> None:
     assert init["method"] == "GET"
     assert ["user-agent", "me"] in [[k.lower(), v] for k, v in init["headers"]]
     assert "body" not in init
+    assert init["redirect"] == "manual", "httpx follows no redirect; fetch must not either"
 
 
 async def test_a_json_post_sends_its_body() -> None:
@@ -101,8 +96,8 @@ async def test_a_json_post_sends_its_body() -> None:
 @pytest.mark.parametrize(
     ("error", "raised"),
     [
-        (_JsError("TimeoutError", "The operation was aborted due to timeout"), httpx.ReadTimeout),
-        (_JsError("TypeError", "Network connection lost."), httpx.ConnectError),
+        (JsError("TimeoutError", "The operation was aborted due to timeout"), httpx.ReadTimeout),
+        (JsError("TypeError", "Network connection lost."), httpx.ConnectError),
     ],
 )
 async def test_a_failed_fetch_is_httpx_s_own_error(
@@ -116,3 +111,11 @@ async def test_a_failed_fetch_is_httpx_s_own_error(
         with pytest.raises(UpstreamError) as caught:
             await request_json(client, "GET", "https://api.test/x", provider="p", now=0.0)
     assert ("timed out" in str(caught.value)) is (raised is httpx.ReadTimeout)
+
+
+async def test_a_bug_in_our_code_is_not_reported_as_a_network_failure() -> None:
+    """Only a rejected fetch (a JS error) becomes ConnectError; a Python error propagates, so a
+    bug never counts against a provider's breaker as if the provider had failed."""
+    async with _client(FakeFetch(AttributeError("oops"))) as client:
+        with pytest.raises(AttributeError):
+            await client.get("https://api.test/x")

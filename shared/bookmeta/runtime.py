@@ -8,6 +8,7 @@ Everything JS-shaped (camelCase options, JS null, dict subclasses, memoryview) s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -20,6 +21,7 @@ import httpx
 from workers import Response as RuntimeResponse
 
 try:  # on workerd: build the JS Response in one conversion (the SDK converts header by header)
+    from js import AbortController as _JsAbortController
     from js import AbortSignal as _JsAbortSignal
     from js import Object as _JsObject
     from js import Response as _JsResponse
@@ -28,6 +30,18 @@ try:  # on workerd: build the JS Response in one conversion (the SDK converts he
 except ImportError:  # CPython (tests): the SDK's Response, which the harness stub models
     _JsResponse = None
     _js_fetch = None
+
+try:  # what a rejected JS promise raises in Python (pyodide-py provides it in CPython too)
+    from pyodide.ffi import JsException as JsError
+except ImportError:  # pragma: no cover - CPython without pyodide-py
+
+    class JsError(Exception):  # type: ignore[no-redef]
+        """Stands for ``pyodide.ffi.JsException``: the JS error's ``name`` and message."""
+
+        def __init__(self, name: str, message: str) -> None:
+            super().__init__(name, message)
+            self.name = name
+
 
 from ._env import Clocks, current_clocks
 from ._errors import PayloadTooLarge, UpstreamError
@@ -187,7 +201,19 @@ def _timeout_s(extensions: Mapping[str, Any]) -> float | None:
 def _timed_out(exc: Exception) -> bool:
     # AbortSignal.timeout() rejects with a DOMException named TimeoutError.
     name = str(getattr(exc, "name", "") or "")
-    return name in ("TimeoutError", "AbortError") or "TimeoutError" in str(exc)
+    return name == "TimeoutError" or "TimeoutError" in str(exc)
+
+
+def _abort_signal(timeout_s: float | None) -> tuple[Any, Any]:
+    """An AbortController (to cancel the fetch) and the signal to give it: the controller's,
+    joined with ``AbortSignal.timeout`` when there is a deadline. (None, None) in CPython."""
+    if _JsResponse is None:
+        return None, None
+    controller = _JsAbortController.new()
+    if timeout_s is None:
+        return controller, controller.signal
+    deadline = _JsAbortSignal.timeout(max(1, int(timeout_s * 1000)))
+    return controller, _JsAbortSignal.any(_to_js([controller.signal, deadline]))
 
 
 class FetchTransport(httpx.AsyncBaseTransport):
@@ -196,8 +222,10 @@ class FetchTransport(httpx.AsyncBaseTransport):
     The plain httpx wheel otherwise speaks HTTP/1.1 itself over Pyodide's socket emulation
     (httpcore, h11, anyio and an SSL context per client: most of a miss's CPU on workerd).
     The timeout becomes an ``AbortSignal``; a fetch that fails raises httpx's ``ConnectError``,
-    one that runs out of time ``ReadTimeout``, as the socket transport would. Redirects are
-    followed by fetch; the body arrives decoded, so its encoding headers are dropped.
+    one that runs out of time ``ReadTimeout``, as the socket transport would; a cancelled
+    request (``asyncio.wait_for`` around it) aborts its fetch. Redirects are answered, not
+    followed (``redirect: "manual"``, httpx's default: a credential header never follows one
+    elsewhere); the body arrives decoded, so its encoding headers are dropped.
     """
 
     def __init__(self, fetch: JsFetch | None = None) -> None:
@@ -211,21 +239,26 @@ class FetchTransport(httpx.AsyncBaseTransport):
             "headers": [
                 [k, v] for k, v in request.headers.multi_items() if k.lower() not in _FETCH_SETS
             ],
+            "redirect": "manual",
         }
         body = await request.aread()
         if body:
             init["body"] = body if _JsResponse is None else _to_js(body)
-        timeout_s = _timeout_s(request.extensions)
-        if timeout_s is not None and _JsResponse is not None:
-            init["signal"] = _JsAbortSignal.timeout(max(1, int(timeout_s * 1000)))
+        controller, signal = _abort_signal(_timeout_s(request.extensions))
+        if signal is not None:
+            init["signal"] = signal
         try:
             raw = await self._fetch(str(request.url), _js_init(init))
             content = bytes((await raw.arrayBuffer()).to_bytes())
-        except Exception as exc:  # a JsException: name the failure as httpx would
-            message = f"fetch {request.method} {request.url.host}: {type(exc).__name__}"
+        except asyncio.CancelledError:
+            if controller is not None:
+                controller.abort()  # the subrequest stops too, not only this coroutine
+            raise
+        except JsError as exc:  # a rejected fetch: named as httpx's own transport would
+            message = f"fetch {request.method} {request.url.host}: {getattr(exc, 'name', exc)}"
             if _timed_out(exc):
-                raise httpx.ReadTimeout(message, request=request) from None
-            raise httpx.ConnectError(message, request=request) from None
+                raise httpx.ReadTimeout(message, request=request) from exc
+            raise httpx.ConnectError(message, request=request) from exc
         headers = [
             (k, v) for k, v in _fetched_headers(raw).items() if k.lower() not in _FETCH_DECODED
         ]
