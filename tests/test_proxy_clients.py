@@ -6,17 +6,22 @@ import asyncio
 import math
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import pytest
 from test_proxy_support import DUNE, MESSIAH, Upstream, get, make_system, mocked
 
-from bookmeta import Request
+from bookmeta import Request, TooManyRequests, WorkerEnv
+from bookmeta._clock import FakeClock
+from bookmeta._env import Clocks
 from harness.isbns import isbn_series
 from proxy_app.clients import (
     INTERNAL,
     LIMIT_PERIOD_S,
     MISS_LIMITS,
     REQUEST_LIMITS,
+    Client,
+    Gate,
     Refusals,
     Scope,
     UnknownAppKey,
@@ -112,6 +117,11 @@ async def test_misses_past_the_ip_limit_get_429_before_any_upstream_call() -> No
         assert body["error"]["limit"] == "ip cache misses"
         assert headers["retry-after"] == _window_left(system.clock())
         assert len(up.requests) == calls, "a refused miss must not reach any provider"
+        counter = system.rate_limits[str(_namespace("LIMIT_IP_MISSES"))]
+        asked = len(counter.calls)
+        status, _, _ = await get(system, f"/search/auto?q={isbns[-3]}")
+        assert status == 429
+        assert len(counter.calls) == asked, "refused from memory: the binding is not asked"
         status, hit, _ = await get(system, f"/search/auto?q={DUNE}")
         assert (status, hit["cache"]) == (200, "kv")
         other, _, _ = await get(
@@ -248,3 +258,33 @@ def test_refusals_end_with_their_window_and_stay_bounded() -> None:
     assert refusals.until("L", "d", 204.0) == 240.0
     refusals.remember("L", "e", now=250.0)  # b, c and d have expired: all go
     assert len(refusals) == 1
+    refusals.remember("L", "e", now=251.0)
+    refusals.remember("L", "f", now=252.0)
+    assert len(refusals) == 2, "a client refused again is not a new entry"
+
+
+class _SlowRefusal:
+    """An env whose Rate Limiting binding refuses, answering 10 s after it was asked."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.clocks = Clocks(wall=clock, monotonic=clock, sleep=clock.sleep)
+
+    def rate_limit(self, name: str) -> _SlowRefusal:
+        return self
+
+    async def allow(self, key: str) -> bool:
+        self.clock.advance(10)
+        return False
+
+
+async def test_a_refusal_closes_the_window_it_was_asked_in_not_the_next() -> None:
+    """Asked at :55, refused at :05 of the next minute: the client is free again at once (that
+    next window was never refused), not a whole minute later."""
+    env = _SlowRefusal(FakeClock(55.0))
+    refusals = Refusals()
+    gate = Gate(cast(WorkerEnv, env), Client(Scope.IP, "ip:192.0.2.1"), refusals)
+    with pytest.raises(TooManyRequests):
+        await gate.admit_request()
+    assert env.clock() == 65.0
+    assert refusals.until(REQUEST_LIMITS["ip"], "ip:192.0.2.1", env.clock()) is None

@@ -140,18 +140,25 @@ class Refusals:
         return until
 
     def remember(self, binding: str, key: str, now: float) -> float:
-        """Remember that ``binding`` refused ``key`` at ``now``; the end of that window."""
-        if len(self._until) >= self._max:
-            self._forget(now)
+        """Remember that ``binding`` refused ``key`` in the window holding ``now`` (the time the
+        binding was asked); the end of that window."""
         until = (now // self.period_s + 1) * self.period_s
+        self._until.pop((binding, key), None)  # re-inserted last: the dict stays in time order
+        while len(self._until) >= self._max:
+            self._forget_oldest(now)
         self._until[(binding, key)] = until
         return until
 
-    def _forget(self, now: float) -> None:
-        for entry in [k for k, until in self._until.items() if until <= now]:
+    def _forget_oldest(self, now: float) -> None:
+        # Entries are in insertion order and so in window order: the expired ones come first;
+        # when none has expired the oldest refusal goes. Amortized O(1) per refusal.
+        oldest = next(iter(self._until))
+        del self._until[oldest]
+        while self._until:
+            entry = next(iter(self._until))
+            if self._until[entry] > now:
+                break
             del self._until[entry]
-        while len(self._until) >= self._max:  # still full: the oldest refusals go first
-            del self._until[next(iter(self._until))]
 
 
 class Gate:
@@ -195,12 +202,15 @@ class Gate:
 
     async def _take(self, binding: str, what: str) -> None:
         key = self.client.key
-        until = self._refusals.until(binding, key, self._env.clocks.wall())
+        asked_at = self._env.clocks.wall()
+        until = self._refusals.until(binding, key, asked_at)
         if until is None:
             limiter = self._env.rate_limit(binding)
             if limiter is None or await limiter.allow(key):
                 return
-            until = self._refusals.remember(binding, key, self._env.clocks.wall())
+            # The window of the question, not of the answer: a reply that arrives after the
+            # boundary must not close the client's next window too.
+            until = self._refusals.remember(binding, key, asked_at)
         raise self._refusal(what, until)
 
     async def admit_request(self) -> None:
