@@ -53,6 +53,8 @@ def test_normalize_display(raw: str, expected: str) -> None:
         pytest.param("Flannery O\u02bcConnor", "flannery o'connor", id="modifier-apostrophe"),
         pytest.param("'Dune' by 'Herbert", "dune by herbert", id="quotes-spaced"),
         pytest.param("o''brien", "o brien", id="doubled-apostrophe-spaced"),
+        pytest.param("the 80's", "the 80's", id="apostrophe-after-a-digit"),
+        pytest.param("\u0915\u0940'x", "\u0915\u0940'x", id="apostrophe-after-a-mark"),
         pytest.param("J.R.R. Tolkien", "j r r tolkien", id="initials"),
         pytest.param("J. R. R. Tolkien", "j r r tolkien", id="spaced-initials"),
         pytest.param("Dune: Part-One!", "dune part one", id="punctuation"),
@@ -113,6 +115,19 @@ def test_queries_that_differ_upstream_never_share_a_key(one: str, other: str) ->
 def test_queries_that_mean_the_same_upstream_still_share_a_key(one: str, other: str) -> None:
     """Case, spacing and punctuation a search engine tokenizes away are still folded."""
     assert normalize_key(one) == normalize_key(other)
+
+
+@given(st.text(alphabet="ab1'\u2019\u02bc _.-\u0301\u093f\u0915\u00e9\u304b\u3099"))
+def test_an_apostrophe_is_kept_only_inside_a_word(text: str) -> None:
+    """Every ' left in a key follows a letter, digit or mark and precedes a letter; the fold of
+    such text is idempotent too."""
+    key = normalize_key(text)
+    assert normalize_key(key) == key
+    for i, ch in enumerate(key):
+        if ch == "'":
+            assert 0 < i < len(key) - 1, key
+            assert unicodedata.category(key[i - 1])[0] in "LNM", key
+            assert unicodedata.category(key[i + 1])[0] == "L", key
 
 
 @given(st.text())

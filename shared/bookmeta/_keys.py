@@ -81,7 +81,7 @@ def cache_key(kind: str, /, **params: str | int | bool | None) -> str:
     return key
 
 
-@functools.lru_cache(maxsize=4096)  # pure; every hit computes its key
+@functools.lru_cache(maxsize=4096, typed=True)  # pure; every hit computes its key
 def search_key(
     kind: str,
     q: str,

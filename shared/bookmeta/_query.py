@@ -71,9 +71,10 @@ _PREFIX_KINDS = {
     "intitle": QueryKind.TITLE,
     "title": QueryKind.TITLE,
 }
-# Apostrophes (ASCII, right single quote, modifier letter) are one "'", kept inside a word
-# (O'Brien, L'Engle, Ender's) and a space elsewhere (quotes around a word): the key form is also
-# the text sent upstream, and providers match "o'brien", not "obrien".
+# Apostrophes (ASCII, right single quote, modifier letter) are one "'", kept inside a word, i.e.
+# after a letter, digit or mark and before a letter (O'Brien, L'Engle, Ender's, 80's), and a
+# space elsewhere (quotes around a word, 0'441 digit groups): the key form is also the text sent
+# upstream, and providers match "o'brien", not "obrien".
 _APOSTROPHES = frozenset("'\u2019\u02bc")
 _APOSTROPHE = "'"
 # Combining Diacritical Marks, its Extended and Supplement blocks, and those for symbols and halves.
@@ -128,19 +129,30 @@ def _is_digit(ch: str) -> bool:
     return unicodedata.category(ch) == "Nd"
 
 
-# An apostrophe not between two letters or digits (\w is str.isalnum() plus "_", which the key
-# form has already turned into a space; marks are in neither).
-_LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+_APOSTROPHE_RE = re.compile("'")
+
+
+def _place_apostrophes(chars: str) -> str:
+    """Keep each ``'`` of ``chars`` that is inside a word (see ``_APOSTROPHES``), else a space.
+    A replaced apostrophe and a kept one are both neither letter, digit nor mark, so deciding
+    each one on the input is the same as deciding left to right on the output."""
+    last = len(chars) - 1
+
+    def keep_or_space(match: re.Match[str]) -> str:
+        i = match.start()
+        before = unicodedata.category(chars[i - 1])[0] if i else " "
+        after = unicodedata.category(chars[i + 1])[0] if i < last else " "
+        return _APOSTROPHE if before in "LNM" and after == "L" else " "
+
+    return _APOSTROPHE_RE.sub(keep_or_space, chars)
 
 
 def _place_word_leading(chars: str) -> str:
     """Turn the ``.``, ``-`` and ``'`` of ``chars`` that carry no meaning upstream into spaces:
-    ``.`` and ``-`` stay where they start a word (and ``.`` between digits), ``'`` between two
-    letters or digits."""
+    ``.`` and ``-`` stay where they start a word (and ``.`` between digits), ``'`` inside a
+    word."""
     if _APOSTROPHE in chars:
-        # A replaced apostrophe and a kept one are both non-alphanumeric: no neighbour's test
-        # changes, so one pass over the input is the same as deciding left to right.
-        chars = _LOOSE_APOSTROPHE.sub(" ", chars)
+        chars = _place_apostrophes(chars)
     if "." not in chars and "-" not in chars:
         return chars
     out: list[str] = []
@@ -197,7 +209,7 @@ def normalize_key(q: str) -> str:
 
     NFKC, casefold, NFKD with combining diacritics (U+0300 block and kin) dropped while
     script-specific marks (virama, dakuten) stay, apostrophes one ``'`` kept inside a word
-    (``o'brien``) and a space elsewhere; ``+`` and ``#`` kept,
+    (``o'brien``, ``80's``) and a space elsewhere; ``+`` and ``#`` kept,
     ``.`` and ``-`` kept where they start a word before a letter or digit (``.net``, ``-word``)
     and ``.`` between digits (``3.11``); every other character that is not a letter, digit or
     mark (of any script) turned into a space, whitespace collapsed and trimmed. Idempotent:
