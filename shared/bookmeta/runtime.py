@@ -26,17 +26,15 @@ try:  # on workerd: build the JS Response in one conversion (the SDK converts he
     from js import Object as _JsObject
     from js import Response as _JsResponse
     from js import fetch as _js_fetch
+    from pyodide.ffi import JsException as JsError  # what a rejected JS promise raises
     from pyodide.ffi import to_js as _to_js
 except ImportError:  # CPython (tests): the SDK's Response, which the harness stub models
     _JsResponse = None
     _js_fetch = None
 
-try:  # what a rejected JS promise raises in Python (pyodide-py provides it in CPython too)
-    from pyodide.ffi import JsException as JsError
-except ImportError:  # pragma: no cover - CPython without pyodide-py
-
+    # Not pyodide-py's JsException: importing the pyodide package costs ~20 modules at start-up.
     class JsError(Exception):  # type: ignore[no-redef]
-        """Stands for ``pyodide.ffi.JsException``: the JS error's ``name`` and message."""
+        """Stands for ``pyodide.ffi.JsException`` in CPython: the JS error's name and message."""
 
         def __init__(self, name: str, message: str) -> None:
             super().__init__(name, message)
