@@ -31,6 +31,11 @@ def _print_cost(c: dict[str, Any]) -> None:
           f"cron design {t['cron_design_ticks']} ticks = {t['cron_design_s'] / 3600:.2f} h "
           f"(ratio {t['ratio']}x; goal <= {t['goal_s'] / 60:.0f} min: {t['met']}); "
           f"progress {c['progress_percent']}%")  # fmt: skip
+    if "free_plan_kv_writes" in c:
+        f = c["free_plan_kv_writes"]
+        print(f"   within the default KV_DAILY_WRITE_BUDGET (Free plan, 1,000 KV writes a day): "
+              f"{f['seconds'] / 3600:.1f} h ({f['days']} days), progress "
+              f"{f['progress_percent']}%")  # fmt: skip
     m, d = c["queue_messages"], c["duplicates"]
     print(f"   queue: {m['sent']} messages sent, {m['delivered']} delivered, ~{m['ops']} ops")
     print(f"   every message delivered twice: {d['messages']['delivered']} deliveries, "

@@ -47,20 +47,27 @@ def _library() -> tuple[str, list[str], list[str]]:
     return text, isbns, authors
 
 
-def _system(base: str) -> System:
+def _system(base: str, *, free_plan_kv: bool = False) -> System:
+    """The three workers against the fixture upstream, the daily budgets out of the way (the
+    pace is what is measured); ``free_plan_kv`` keeps the default KV write budget (the Free
+    plan's 1,000 KV writes a day per account)."""
     overrides = upstream.upstream_vars(base)
     overrides["cache_warmer"] = {
         "ISBNDB_DAILY_BUDGET": "100000",
         "GOOGLE_DAILY_BUDGET": "100000",
         "OPEN_LIBRARY_DAILY_BUDGET": "100000",
     }
+    if not free_plan_kv:
+        overrides["cache_warmer"]["KV_DAILY_WRITE_BUDGET"] = "100000"
     return System(
         secrets={"ISBNDB_API_KEY": "bench-key", "WARMER_ADMIN_TOKEN": TOKEN}, vars=overrides
     )
 
 
-async def _ours(base: str, text: str, *, duplicates: bool = False) -> dict[str, Any]:
-    system = _system(base)
+async def _ours(
+    base: str, text: str, *, duplicates: bool = False, free_plan_kv: bool = False
+) -> dict[str, Any]:
+    system = _system(base, free_plan_kv=free_plan_kv)
     if duplicates:
         system.queues.set_duplicates()
     upstream.control(base, "/__reset")
@@ -90,16 +97,24 @@ async def _ours(base: str, text: str, *, duplicates: bool = False) -> dict[str, 
 async def _baseline(base: str, isbns: list[str], authors: list[str]) -> dict[str, Any]:
     system = _system(base)
     upstream.control(base, "/__reset")
+    # The original warmer called the proxy over its service binding: no CF-Connecting-IP, so
+    # never counted by the per-client limits (which would refuse the 31st miss of a minute).
+    internal = {"cf-connecting-ip": None}
     for isbn in isbns:
-        await system.fetch("books_api_proxy", f"/search/auto?q={isbn}&maxResults=1")
+        await system.fetch(
+            "books_api_proxy", f"/search/auto?q={isbn}&maxResults=1", headers=internal
+        )
     isbn_calls = upstream.control(base, "/__calls")
     for author in authors:
         await system.fetch(
-            "isbndb_worker", f"/author/{quote(author, safe='')}?page=1&pageSize=50&language=en"
+            "isbndb_worker",
+            f"/author/{quote(author, safe='')}?page=1&pageSize=50&language=en",
+            headers=internal,
         )
         await system.fetch(
             "books_api_proxy",
             f"/search/auto?q={quote(author)}&maxResults=40&includeTranslations=false",
+            headers=internal,
         )
     return {"isbn_part": isbn_calls, "all": upstream.control(base, "/__calls")}
 
@@ -118,6 +133,7 @@ async def measure() -> dict[str, Any]:
     with upstream.serve(books) as base:
         ours = await _ours(base, text)
         twice = await _ours(base, text, duplicates=True)
+        free_kv = await _ours(base, text, free_plan_kv=True)
         base_run = await _baseline(base, isbns, authors)
     ours_kind = ours["calls"]["by_kind"]
     base_isbn_kind = base_run["isbn_part"]["by_kind"]
@@ -174,6 +190,13 @@ async def measure() -> dict[str, Any]:
             "ratio": round(cron_s / ours["seconds"], 1) if ours["seconds"] else None,
             "goal_s": 600,
             "met": ours["seconds"] <= 600,
+        },
+        # The same library within the default KV_DAILY_WRITE_BUDGET (Free plan): it waits for
+        # the next UTC day once the day's KV writes are spent.
+        "free_plan_kv_writes": {
+            "seconds": free_kv["seconds"],
+            "days": round(free_kv["seconds"] / 86400, 2),
+            "progress_percent": free_kv["progress"].get("percent"),
         },
         "queue_messages": ours["messages"],
         "duplicates": {
