@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_workerd:
         results["workerd"] = _workerd(args)
         _print_workerd(results["workerd"])
+    elif RESULTS.exists() and "workerd" in (last := json.loads(RESULTS.read_text())):
+        results["workerd"] = last["workerd"]  # keep the workerd section's last figures
     results["seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {RESULTS} in {results['seconds']} s")
