@@ -334,12 +334,8 @@ class App:
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/auto``: the same body, or an error dict."""
-
-        async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang, start_index)
-            return self._body(await self.searcher.auto(params))
-
-        return await self._rpc(op, "search_auto", extra, 5)
+        args = (q, max_results, include_translations, lang, start_index)
+        return await self._rpc_search("search_auto", None, args, extra)
 
     async def search_isbn(self, isbn_value: Any = None, *extra: Any) -> JsonBody:
         """RPC of ``/search/isbn``."""
@@ -359,12 +355,8 @@ class App:
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/author``."""
-
-        async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang, start_index)
-            return self._body(await self.searcher.search(QueryKind.AUTHOR, params))
-
-        return await self._rpc(op, "search_author", extra, 5)
+        args = (q, max_results, include_translations, lang, start_index)
+        return await self._rpc_search("search_author", QueryKind.AUTHOR, args, extra)
 
     async def search_title(
         self,
@@ -376,12 +368,21 @@ class App:
         *extra: Any,
     ) -> JsonBody:
         """RPC of ``/search/title``."""
+        args = (q, max_results, include_translations, lang, start_index)
+        return await self._rpc_search("search_title", QueryKind.TITLE, args, extra)
+
+    async def _rpc_search(
+        self, method: str, kind: QueryKind | None, args: tuple[Any, ...], extra: tuple[Any, ...]
+    ) -> JsonBody:
+        """A search RPC (``kind`` None: auto), as ``_http_search`` is for HTTP."""
 
         async def op() -> JsonBody:
-            params = self._params_of(q, max_results, include_translations, lang, start_index)
-            return self._body(await self.searcher.search(QueryKind.TITLE, params))
+            params = self._params_of(*args)
+            if kind is None:
+                return self._body(await self.searcher.auto(params))
+            return self._body(await self.searcher.search(kind, params))
 
-        return await self._rpc(op, "search_title", extra, 5)
+        return await self._rpc(op, method, extra, len(args))
 
     async def warm_isbns(self, isbns: Any = None, budget_ms: Any = None, *extra: Any) -> JsonBody:
         """RPC ``warm_isbns(isbns, budget_ms)``: warm the cache for many ISBNs.
