@@ -39,6 +39,16 @@ def rpc_clone(value: Any, *, path: str = "arg") -> Any:
     raise DataCloneError(f"{type(value).__name__} could not be cloned over RPC ({path})")
 
 
+def binding_request(resource: Any, options: dict[str, Any]) -> tuple[str, Request]:
+    """The URL and request of a binding's ``fetch(resource, **options)`` (a service binding or a
+    Durable Object stub): absolute http(s) URLs only, as the runtime requires."""
+    url = resource.url if isinstance(resource, Request) else str(resource)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise TypeError(f"Fetch API cannot load: {url}")
+    return url, Request(resource, **options)
+
+
 def rpc_args(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
     """The positional arguments of an RPC call as they arrive: cloned; keywords refused."""
     if kwargs:
@@ -126,11 +136,7 @@ class FakeServiceBinding:
         self._log = log
 
     async def fetch(self, resource: Any, **options: Any) -> FetchResponse:
-        url = resource.url if isinstance(resource, Request) else str(resource)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TypeError(f"Fetch API cannot load: {url}")
-        request = Request(resource, **options)
+        url, request = binding_request(resource, options)
         body = request._body
         self._log.append(
             Traffic(

@@ -38,11 +38,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from workers import DurableObject, FetchResponse, JsDict, Request, Response
+from workers import DurableObject, FetchResponse, JsDict, Response
 
-from .bindings import FakeContext, Traffic, rpc_args, rpc_clone
+from .bindings import FakeContext, Traffic, binding_request, rpc_args, rpc_clone
 
 SQL_MAX_PARAMS = 100
 JS_MAX_SAFE_INTEGER = 2**53 - 1
@@ -453,11 +452,7 @@ class FakeDurableObjectStub:
         )
 
     async def fetch(self, resource: Any, **options: Any) -> FetchResponse:
-        url = resource.url if isinstance(resource, Request) else str(resource)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TypeError(f"Fetch API cannot load: {url}")
-        request = Request(resource, **options)
+        url, request = binding_request(resource, options)
         self._log("do-fetch", url, dict(request.headers), request._body.decode("utf-8", "replace"))
 
         def call(instance: Any) -> Any:
