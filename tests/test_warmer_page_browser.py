@@ -147,7 +147,7 @@ async def finished_library() -> tuple[System, str]:
 
 
 async def test_a_warming_library_in_chromium(tmp_path: Path) -> None:
-    """Part way: the state, the ETA at a cron run, labelled bars (one for all items without
+    """Part way: the state, the ETA at the queue's pace, labelled bars (one for all items without
     the token; books and authors with it); accessible either way."""
     binary = needs_chromium()
     system, job = await warming_library()

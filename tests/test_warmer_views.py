@@ -1,4 +1,4 @@
-"""The owner's words (pure): durations, the expected time at a cron run, states, budgets."""
+"""The owner's words (pure): durations, the expected time, states, budgets."""
 
 from __future__ import annotations
 

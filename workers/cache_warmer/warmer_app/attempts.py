@@ -12,8 +12,8 @@ budget, e.g. the proxy's 20 Google look-ups per call: ask again, nothing spent).
 * a settled item (done, or a settled not-found) is never sent again;
 * the unit is finished when every item is settled.
 
-The cron runner keeps a ``UnitProgress`` for the unit at a job's cursor in the job's state
-between runs; a queue consumer can keep one per message the same way.
+The library's job object (``job_object.py``) keeps each unit's ``UnitProgress`` between the
+queue consumer's attempts.
 """
 
 from __future__ import annotations
