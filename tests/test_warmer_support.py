@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,29 +241,41 @@ def _openlibrary(request: httpx.Request) -> httpx.Response:
     return _json(404, {"error": "notfound"})
 
 
+HOSTS = {
+    "isbndb": "api2.isbndb.com",
+    "google": "www.googleapis.com",
+    "openlibrary": "openlibrary.org",
+}
+Answer = Callable[[httpx.Request], httpx.Response] | httpx.Response
+
+
+@contextmanager
+def _mocked(answers: Mapping[str, Answer]) -> Iterator[Upstreams]:
+    """respx routes, one per provider's host, answering with a function or a fixed response."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = {}
+        for provider, answer in answers.items():
+            route = router.route(host=HOSTS[provider])
+            if isinstance(answer, httpx.Response):
+                routes[provider] = route.mock(return_value=answer)
+            else:
+                routes[provider] = route.mock(side_effect=answer)
+        yield Upstreams(routes)
+
+
 @contextmanager
 def mock_upstreams() -> Iterator[Upstreams]:
     """respx routes for ISBNdb, Google Books and Open Library, named by provider."""
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        routes = {
-            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=_isbndb),
-            "google": router.route(host="www.googleapis.com").mock(side_effect=_google),
-            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=_openlibrary),
-        }
-        yield Upstreams(routes)
+    with _mocked({"isbndb": _isbndb, "google": _google, "openlibrary": _openlibrary}) as up:
+        yield up
 
 
 @contextmanager
 def broken_upstreams(status: int) -> Iterator[Upstreams]:
     """Every provider answers ``status`` (503: down, a transient failure for the warmer)."""
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        answer = _json(status, {"error": {"code": status, "message": "unavailable"}})
-        routes = {
-            "isbndb": router.route(host="api2.isbndb.com").mock(return_value=answer),
-            "google": router.route(host="www.googleapis.com").mock(return_value=answer),
-            "openlibrary": router.route(host="openlibrary.org").mock(return_value=answer),
-        }
-        yield Upstreams(routes)
+    answer = _json(status, {"error": {"code": status, "message": "unavailable"}})
+    with _mocked(dict.fromkeys(HOSTS, answer)) as up:
+        yield up
 
 
 @contextmanager
@@ -282,15 +294,9 @@ def empty_upstreams() -> Iterator[Upstreams]:
             return _json(200, {"start": 0, "num_found": 0, "docs": []})
         return _json(200, {})
 
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        routes = {
-            "isbndb": router.route(host="api2.isbndb.com").mock(side_effect=isbndb),
-            "google": router.route(host="www.googleapis.com").mock(
-                return_value=_json(200, {"kind": "books#volumes", "totalItems": 0})
-            ),
-            "openlibrary": router.route(host="openlibrary.org").mock(side_effect=openlibrary),
-        }
-        yield Upstreams(routes)
+    google = _json(200, {"kind": "books#volumes", "totalItems": 0})
+    with _mocked({"isbndb": isbndb, "google": google, "openlibrary": openlibrary}) as up:
+        yield up
 
 
 HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
