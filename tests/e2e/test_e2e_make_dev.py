@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.devtools import wrangler_dev
 from harness.isbns import isbn_series
 
 pytestmark = pytest.mark.e2e
@@ -35,15 +35,12 @@ CRON_URL = "/cdn-cgi/handler/scheduled?cron=*/15+*+*+*+*"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    port: int = wrangler_dev().free_port()
+    return port
 
 
 def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+    return not wrangler_dev().port_busy(port)
 
 
 def _group_alive(pgid: int) -> bool:
