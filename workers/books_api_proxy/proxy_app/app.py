@@ -146,7 +146,7 @@ class App:
             client_factory=client_factory,
         )
         # RPC and internal calls are never limited; _handle sets the public caller's gate.
-        self.gate = Gate(env, INTERNAL)
+        self.gate = Gate(env, INTERNAL, isolate.refusals)
         self.searcher = Searcher(
             self.cache,
             self.upstreams,

@@ -164,10 +164,10 @@ class Refusals:
 class Gate:
     """The limits of one request's caller over the env's Rate Limiting bindings."""
 
-    def __init__(self, env: WorkerEnv, client: Client, refusals: Refusals | None = None) -> None:
+    def __init__(self, env: WorkerEnv, client: Client, refusals: Refusals) -> None:
         self._env = env
         self.client = client
-        self._refusals = refusals if refusals is not None else Refusals()
+        self._refusals = refusals  # the isolate's
         self._admission: asyncio.Future[None] | None = None
 
     def start_request(self) -> None:
