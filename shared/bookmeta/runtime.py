@@ -90,15 +90,6 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def _js_array(values: Sequence[str]) -> Any:
-    """A JS array of ``values`` (a list crosses into JS as a proxy otherwise)."""
-    try:
-        from pyodide.ffi import to_js
-    except ImportError:  # CPython (the tests): the fakes take Python lists
-        return list(values)
-    return to_js(list(values))
-
-
 def _headers(raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
@@ -142,7 +133,14 @@ def _request_headers(request: Any) -> dict[str, str]:
     js_object = getattr(request, "js_object", None)
     if js_object is None or _JsResponse is None:
         return _headers(request.headers)
-    return _headers(_JsObject.fromEntries(js_object.headers).to_py())
+    return _js_headers(js_object.headers)
+
+
+def _js_headers(headers: Any) -> dict[str, str]:
+    """Lower-case pairs of a JS ``Headers`` in one conversion (a mapping under CPython)."""
+    if _JsResponse is None:
+        return _headers(headers)
+    return _headers(_JsObject.fromEntries(headers).to_py())
 
 
 async def read_request(request: Any) -> Request:
@@ -181,12 +179,6 @@ _FETCH_SETS = frozenset(
 # Describe the bytes on the wire, which fetch has already decoded.
 _FETCH_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 JsFetch = Callable[[str, Any], Awaitable[Any]]
-
-
-def _js_init(init: dict[str, Any]) -> Any:
-    if _JsResponse is None:  # CPython: the fake fetch takes the dict
-        return init
-    return _to_js(init, dict_converter=_JsObject.fromEntries)
 
 
 def _timeout_s(extensions: Mapping[str, Any]) -> float | None:
@@ -246,7 +238,7 @@ class FetchTransport(httpx.AsyncBaseTransport):
         if signal is not None:
             init["signal"] = signal
         try:
-            raw = await self._fetch(str(request.url), _js_init(init))
+            raw = await self._fetch(str(request.url), _js_object(init))
             content = bytes((await raw.arrayBuffer()).to_bytes())
         except asyncio.CancelledError:
             if controller is not None:
@@ -257,16 +249,8 @@ class FetchTransport(httpx.AsyncBaseTransport):
             if _timed_out(exc):
                 raise httpx.ReadTimeout(message, request=request) from exc
             raise httpx.ConnectError(message, request=request) from exc
-        headers = [
-            (k, v) for k, v in _fetched_headers(raw).items() if k.lower() not in _FETCH_DECODED
-        ]
+        headers = [(k, v) for k, v in _js_headers(raw.headers).items() if k not in _FETCH_DECODED]
         return httpx.Response(int(raw.status), headers=headers, content=content, request=request)
-
-
-def _fetched_headers(raw: Any) -> dict[str, str]:
-    if _JsResponse is None:
-        return _headers(raw.headers)
-    return _headers(_JsObject.fromEntries(raw.headers).to_py())
 
 
 def fetch_client() -> httpx.AsyncClient:
@@ -367,7 +351,7 @@ class R2Binding:
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            await self._raw.delete(_js_array(keys))
+            await self._raw.delete(_js_list(keys))
 
     async def list(
         self,
@@ -381,7 +365,7 @@ class R2Binding:
         if cursor:
             options["cursor"] = cursor
         if include_metadata:
-            options["include"] = _js_array(["customMetadata"])
+            options["include"] = _js_list(["customMetadata"])
         page = await self._raw.list(**options)
         objects = list(_field(page, "objects", []) or [])
         keys = [str(_field(o, "key")) for o in objects]
@@ -499,23 +483,20 @@ def read_batch(batch: Any) -> tuple[str, list[RuntimeMessage]]:
     return str(batch.queue), [RuntimeMessage(m) for m in batch.messages]
 
 
-def _js_list(values: list[Any]) -> Any:
-    try:
-        from js import Object
-        from pyodide.ffi import to_js
-    except ImportError:
-        return values
-    return to_js(values, dict_converter=Object.fromEntries)
+def _js_list(values: Sequence[Any]) -> Any:
+    """A JS array of ``values``, dicts in it as JS objects (a list crosses into JS as a proxy
+    otherwise); a plain list under CPython, where the fakes take Python lists."""
+    if _JsResponse is None:
+        return list(values)
+    return _to_js(list(values), dict_converter=_JsObject.fromEntries)
 
 
 def _js_object(body: dict[str, Any]) -> Any:
-    """``body`` as the runtime's send() wants it: a JS object (a plain dict under CPython)."""
-    try:
-        from js import Object
-        from pyodide.ffi import to_js
-    except ImportError:  # CPython (the tests): the fakes take Python dicts
+    """``body`` as a JS object (the runtime's send() and fetch() options; a plain dict under
+    CPython, where the fakes take Python dicts)."""
+    if _JsResponse is None:
         return body
-    return to_js(body, dict_converter=Object.fromEntries)
+    return _to_js(body, dict_converter=_JsObject.fromEntries)
 
 
 def _sql_value(value: Any) -> SqlValue:
